@@ -1,0 +1,1 @@
+"""The shipped presets: YAML files installed as package data (sora_cli.shipped_presets)."""

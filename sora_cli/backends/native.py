@@ -1,0 +1,59 @@
+"""The native backend: sora's own latent video diffusion engine (sora-tiny and checkpoints like it)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..device import pick_device, pick_dtype, torch_dtype
+from ..errors import UsageError
+from ..models.native import build_model, randomize
+from ..pipeline import Job, generate
+from ..registry import get_spec
+from ..weights import checkpoint_path, load_native, packaged_weights
+
+UNTRAINED_SEED = 0  # the seeded random weights used until trained ones ship
+
+
+class NativeBackend:
+    def __init__(self, model, model_id: str, device: str, dtype: str, compiled: bool, notes: list[str]):
+        self.model, self.model_id, self.device, self.dtype = model, model_id, device, dtype
+        self.compiled, self.notes = compiled, notes
+
+    @classmethod
+    def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None) -> NativeBackend:
+        device = pick_device(device)
+        dtype = pick_dtype(dtype, device)
+        notes = []
+        path = checkpoint_path(model_ref)
+        if path is None:
+            path = packaged_weights(get_spec(model_ref).weights)
+            if not path.is_file():
+                notes.append(f"{model_ref} has no trained weights in this install: rendering with seeded random weights")
+                model = randomize(build_model(get_spec(model_ref).params, "cpu"), UNTRAINED_SEED)
+                model = model.to(device=device, dtype=torch_dtype(dtype)).eval().requires_grad_(False)
+                return cls._finish(model, model_ref, device, dtype, compile, notes)
+        model, _ = load_native(path, device, torch_dtype(dtype))
+        return cls._finish(model, model_ref, device, dtype, compile, notes)
+
+    @classmethod
+    def _finish(cls, model, model_id, device, dtype, compile, notes) -> NativeBackend:
+        compiled = device == "cuda" if compile is None else compile
+        if compiled:  # regional compilation: the repeated blocks, not the whole graph
+            for block in model.dit.blocks:
+                block.compile(dynamic=False)
+        return cls(model, model_id, device, dtype, compiled, notes)
+
+    def frame_count(self, frames: int) -> int:
+        k = self.model.temporal_factor
+        return frames + (-(frames - 1)) % k
+
+    def check_size(self, width: int, height: int) -> None:
+        m = self.model.spatial_multiple
+        for name, value in (("width", width), ("height", height)):
+            if value % m:
+                lower, upper = value // m * m, (value // m + 1) * m
+                raise UsageError(f"{name} {value} is not a multiple of {m}, which {self.model_id} needs; "
+                                 f"try {lower or upper} or {upper}")
+
+    def render(self, job: Job, progress=None):
+        return generate(self.model, job, torch.device(self.device), torch_dtype(self.dtype), progress)

@@ -1,0 +1,203 @@
+"""Typer commands only: each body forwards to one function. torch is imported lazily, never for --help."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from .errors import RenderError, UsageError
+
+app = typer.Typer(
+    name="sora", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Text-to-video on your own machine, from open models.",
+)
+presets_app = typer.Typer(no_args_is_help=True, help="List and show presets (shipped and in $SORA_HOME/presets).")
+models_app = typer.Typer(no_args_is_help=True, help="The models sora can run.")
+app.add_typer(presets_app, name="presets")
+app.add_typer(models_app, name="models")
+
+# Options shared by generate and batch; None means "not given", so the preset decides.
+Frames = Annotated[Optional[int], typer.Option(help="Frames to deliver (exactly; the model's own rule is met by trimming).")]
+Fps = Annotated[Optional[int], typer.Option(help="Frames per second of the output.")]
+Width = Annotated[Optional[int], typer.Option(help="Width in pixels (a multiple the model needs).")]
+Height = Annotated[Optional[int], typer.Option(help="Height in pixels (a multiple the model needs).")]
+Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
+Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off).")]
+Negative = Annotated[Optional[str], typer.Option(help="Negative prompt: what to steer away from.")]
+Sampler = Annotated[Optional[str], typer.Option(help="Sampler: euler, heun or dpmpp_2m.")]
+PresetRef = Annotated[Optional[str], typer.Option("--preset", help="Preset name or YAML file [default: default].")]
+Model = Annotated[Optional[str], typer.Option(help="Model id (sora models list) or path to a checkpoint.")]
+Device = Annotated[Optional[str], typer.Option(help="auto, cuda, mps or cpu.")]
+Dtype = Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")]
+Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the DiT blocks [default: on for CUDA].")]
+Overwrite = Annotated[bool, typer.Option(help="Replace existing output files.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no messages, errors aside.")]
+Debug = Annotated[bool, typer.Option(help="Show the traceback when something fails.")]
+
+
+def _warn(quiet: bool):
+    return (lambda message: None) if quiet else (lambda message: print(f"warning: {message}", file=sys.stderr))
+
+
+def _flags(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@app.command()
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="What the video shows.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .mp4, .webm, .mkv or .gif [default: <prompt-slug>-<seed>.mp4].")] = None,
+    frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
+    guidance: Guidance = None, negative: Negative = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed; the same seed gives the same video [default: random, recorded].")] = None,
+    sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
+    dtype: Dtype = None, compile: Compile = None,
+    from_: Annotated[Optional[Path], typer.Option("--from", help="Render again from a video or recipe .json (flags override it).")] = None,
+    overwrite: Overwrite = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object about the result on stdout.")] = False,
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Render one video from a text prompt."""
+    from .generate import run_generate
+    from .progress import make_reporter
+
+    flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
+                   negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
+                   compile=compile)
+    reporter = make_reporter(quiet)
+    try:
+        result = run_generate(prompt, flags=flags, preset_ref=preset, from_path=from_, output=output,
+                              overwrite=overwrite, progress=reporter, warn=_warn(quiet))
+    finally:
+        reporter.close()
+    if json_:
+        print(json.dumps(result.summary()))
+    elif not quiet:
+        print(result.output)
+
+
+@app.command()
+def batch(
+    files: Annotated[list[Path], typer.Argument(help="Prompt files: .txt, .jsonl, .yaml or .csv.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the videos, their recipes and manifest.jsonl.")],
+    frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
+    guidance: Guidance = None, negative: Negative = None,
+    seed: Annotated[Optional[int], typer.Option(help="Batch seed: row i gets seed + i unless it names one [default: random].")] = None,
+    sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
+    dtype: Dtype = None, compile: Compile = None,
+    format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
+    overwrite: Overwrite = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object per row on stdout.")] = False,
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Render every prompt of one or more prompt files, loading the model once."""
+    from .batch import run_batch
+    from .progress import make_reporter
+
+    def on_row(result, total):
+        if json_:
+            print(json.dumps(result.__dict__), flush=True)
+        elif not quiet:
+            detail = result.error if result.error else f"{result.seconds:.1f} s"
+            print(f"[{result.index + 1}/{total}] {result.status} {out / result.output} ({detail})", flush=True)
+
+    flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
+                   negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
+                   compile=compile)
+    reporter = make_reporter(quiet)
+    try:
+        results = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format, overwrite=overwrite,
+                            progress=reporter, warn=_warn(quiet), on_row=on_row)
+    finally:
+        reporter.close()
+    if any(r.status != "done" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(video: Annotated[Path, typer.Argument(help="A video sora wrote, or its recipe .json.", show_default=False)]) -> None:
+    """Print the recipe a video was rendered with."""
+    from .recipe import load_recipe
+
+    print(json.dumps(load_recipe(video), indent=2))
+
+
+@app.command()
+def info(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Versions, devices, default dtype, encoders and where weights live."""
+    from .info import system_info
+
+    data = system_info()
+    if json_:
+        print(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """List preset names, where each comes from, and what it is for."""
+    from .presets import preset_names, resolve_preset
+
+    for name, origin in preset_names().items():
+        print(f"{name:<16} {origin:<13} {resolve_preset(name).description}")
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML file.", show_default=False)]) -> None:
+    """Show a preset's resolved values (defaults and user presets applied)."""
+    import yaml
+
+    from .presets import resolve_preset
+
+    print(yaml.safe_dump(vars(resolve_preset(name)), sort_keys=False).rstrip())
+
+
+@models_app.command("list")
+def models_list(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Id, family, parameters, native size, frame rule, tasks and whether the weights are here."""
+    from .info import model_rows
+
+    rows = model_rows()
+    if json_:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'id':<12} {'family':<8} {'params':>8} {'native':<9} {'frames':<7} {'tasks':<6} weights")
+    for r in rows:
+        print(f"{r['id']:<12} {r['family']:<8} {r['parameters'] / 1e6:>7.1f}M {r['native_size']:<9} "
+              f"{r['frame_rule']:<7} {','.join(r['tasks']):<6} {'present' if r['weights_present'] else 'missing'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line on stderr for any failure; 2 bad input, 1 failed render, 130 interrupted."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="sora", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        code = _fail(f"{exc.format_message()}", 2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        code = _fail("interrupted; no partial file was left", 130)
+    except UsageError as exc:
+        code = _fail(str(exc), 2)
+    except Exception as exc:  # anything else is a failure while running: one line unless --debug
+        if debug:
+            raise
+        code = _fail(f"{exc}" if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"sora: error: {message}".splitlines()[0], file=sys.stderr)
+    return code

@@ -1,0 +1,13 @@
+"""Errors the CLI turns into one line on stderr: bad input exits 2, a failure while rendering exits 1."""
+
+
+class UsageError(Exception):
+    """The user asked for something invalid; the message names the problem and the valid choices."""
+
+    exit_code = 2
+
+
+class RenderError(Exception):
+    """Something failed while rendering a valid request."""
+
+    exit_code = 1

@@ -1,0 +1,61 @@
+"""The native text-to-video model: OpenCLIP text tower + causal video VAE + DiT, built from ModelParams."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dit import DiT
+from .params import ModelParams
+from .text import TextEncoder, tokenize
+from .vae import VideoVAE
+
+
+class NativeVideoModel(nn.Module):
+    def __init__(self, params: ModelParams):
+        super().__init__()
+        self.params = params
+        self.text = TextEncoder(params.text)
+        self.vae = VideoVAE(params.vae)
+        self.dit = DiT(params.dit, params.vae.latent_channels, params.text.width)
+
+    @property
+    def spatial_multiple(self) -> int:
+        """Width and height must be multiples of this (VAE downsampling times the patch)."""
+        return self.params.vae.spatial_factor * self.params.dit.patch[1]
+
+    @property
+    def temporal_factor(self) -> int:
+        return self.params.vae.temporal_factor
+
+    def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.text.transformer.token_embedding.weight.device
+        tokens = tokenize(prompts, self.params.text.context_length).to(device)
+        return self.text(tokens)
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        s = self.params.vae.spatial_factor
+        return (self.params.vae.latent_channels, self.vae.latent_frames(frames), height // s, width // s)
+
+
+def build_model(params: ModelParams, device: torch.device | str = "meta") -> NativeVideoModel:
+    """Builds the model; on the meta device no memory is allocated until weights are assigned."""
+    with torch.device(device):
+        return NativeVideoModel(params)
+
+
+def count_parameters(params: ModelParams) -> int:
+    return sum(p.numel() for p in build_model(params, "meta").parameters())
+
+
+def randomize(model: NativeVideoModel, seed: int, std: float = 0.02) -> NativeVideoModel:
+    """Fills every weight with seeded noise (norm gains stay 1): an untrained but fully active model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and ("norm" in name or "ln_" in name) and name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    model.text.reset_buffers()
+    return model

@@ -1,0 +1,102 @@
+"""One render, from resolved settings to a finished file: output checks, seed, recipe, atomic write."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import UsageError
+from .pipeline import Job
+from .presets import Preset
+from .recipe import package_versions, sidecar_path, slugify
+from .video import FORMATS, RECIPE_KEY, VideoWriter, write_json_atomic
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    output: Path
+    recipe: dict
+
+    def summary(self) -> dict:
+        r = self.recipe
+        keys = ("seed", "frames", "fps", "width", "height", "model", "preset")
+        return {"output": str(self.output), **{k: r[k] for k in keys}, "seconds": r["timings"]["total_s"]}
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def default_output(prompt: str, seed: int, folder: Path = Path("."), ext: str = ".mp4") -> Path:
+    return folder / f"{slugify(prompt)}-{seed}{ext}"
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Fails before any work when the output cannot or must not be written."""
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"unsupported output extension '{path.suffix or path.name}'; valid: {', '.join(FORMATS)}")
+    for target in (path, sidecar_path(path)):
+        if target.is_dir():
+            raise UsageError(f"output {target} is a folder")
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target} already exists; pass --overwrite to replace it")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {path.parent}: the folder is not writable")
+
+
+def check_prompt(prompt: str | None) -> str:
+    if prompt is None or not prompt.strip():
+        raise UsageError("the prompt is empty; give the text of the video to render")
+    return prompt.strip()
+
+
+def make_job(prompt: str, preset: Preset, backend) -> Job:
+    backend.check_size(preset.width, preset.height)
+    return Job(
+        prompt=prompt, negative=preset.negative, seed=preset.seed if preset.seed is not None else new_seed(),
+        steps=preset.steps, guidance=preset.guidance, sampler=preset.sampler, shift=preset.shift,
+        width=preset.width, height=preset.height, frames=preset.frames,
+        generated_frames=backend.frame_count(preset.frames),
+    )
+
+
+def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
+    return {
+        "prompt": job.prompt, "negative_prompt": job.negative, "seed": job.seed, "steps": job.steps,
+        "guidance": job.guidance, "sampler": job.sampler, "shift": job.shift, "width": job.width,
+        "height": job.height, "frames": job.frames, "generated_frames": job.generated_frames, "fps": preset.fps,
+        "model": backend.model_id, "preset": preset.name, "device": backend.device, "dtype": backend.dtype,
+        "compile": backend.compiled, "versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings,
+    }
+
+
+def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=None, load_s: float = 0.0):
+    """Renders `job` into `output` (temporary file, then rename) and writes the recipe beside it."""
+    start = time.perf_counter()
+    timings = {"load_s": round(load_s, 3)}
+    frames = iter(backend.render(job, progress))
+    first = next(frames)  # denoising happens here; decoding then streams into the encoder
+    timings["denoise_s"] = round(time.perf_counter() - start, 3)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # The container carries the recipe as known when encoding starts; the sidecar adds the encode time.
+    embedded = build_recipe(job, preset, backend, dict(timings))
+    with VideoWriter(output, preset.fps, {RECIPE_KEY: json.dumps(embedded)}) as writer:
+        writer.write(first)
+        for chunk in frames:
+            writer.write(chunk)
+        if writer.frames != job.frames:  # inside the block: a short video never reaches the output path
+            raise RuntimeError(f"rendered {writer.frames} frames, expected {job.frames}")
+    timings["decode_encode_s"] = round(time.perf_counter() - start - timings["denoise_s"], 3)
+    timings["total_s"] = round(load_s + time.perf_counter() - start, 3)
+    recipe = {**embedded, "timings": timings}
+    write_json_atomic(sidecar_path(output), recipe)
+    return RenderResult(output, recipe)
