@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from .errors import RenderError, UsageError
@@ -35,9 +34,9 @@ Model = Annotated[Optional[str], typer.Option(help="Model id (sora models list) 
 Device = Annotated[Optional[str], typer.Option(help="auto, cuda, mps or cpu.")]
 Dtype = Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")]
 Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the DiT blocks [default: on for CUDA].")]
-Overwrite = Annotated[bool, typer.Option(help="Replace existing output files.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no messages, errors aside.")]
-Debug = Annotated[bool, typer.Option(help="Show the traceback when something fails.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback when something fails.")]
 
 
 def _warn(quiet: bool):
@@ -182,19 +181,21 @@ def models_list(json_: Annotated[bool, typer.Option("--json", help="Print JSON."
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line on stderr for any failure; 2 bad input, 1 failed render, 130 interrupted."""
     args = sys.argv[1:] if argv is None else argv
+    args = args or ["--help"]  # bare `sora` shows help and succeeds
     debug = "--debug" in args
     try:
         code = typer.main.get_command(app).main(args=args, prog_name="sora", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        code = _fail(f"{exc.format_message()}", 2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         code = _fail("interrupted; no partial file was left", 130)
     except UsageError as exc:
         code = _fail(str(exc), 2)
-    except Exception as exc:  # anything else is a failure while running: one line unless --debug
-        if debug:
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors (Typer vendors click)
+            code = _fail(exc.format_message(), exc.exit_code)
+        elif debug:
             raise
-        code = _fail(f"{exc}" if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}", 1)
+        else:  # a failure while running: one line
+            code = _fail(f"{exc}" if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,8 +48,11 @@ def check_output(path: Path, overwrite: bool) -> None:
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {path.parent}: the folder is not writable")
+    try:  # a real probe: permission bits say nothing to root, or on read-only mounts
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
 
 
 def check_prompt(prompt: str | None) -> str:

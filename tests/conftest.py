@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated SORA_HOME, a tiny random checkpoint, and ways to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sora_cli.models.params import DiTParams, ModelParams, TextParams, VAEParams
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ModelParams(
+    text=TextParams(context_length=16, width=32, heads=2, layers=1),
+    vae=VAEParams(latent_channels=4, base_channels=8, spatial_levels=3),
+    dit=DiTParams(width=32, depth=2, heads=2, rope_axes=(4, 6, 6)),
+)
+
+
+@pytest.fixture(autouse=True)
+def sora_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty $SORA_HOME: user presets never leak in from the real home."""
+    home = tmp_path_factory.mktemp("sora-home")
+    monkeypatch.setenv("SORA_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer random-weight native checkpoint in the real format (config in the safetensors metadata)."""
+    from sora_cli.models.native import build_model, randomize
+    from sora_cli.weights import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(randomize(build_model(TINY, "cpu"), seed=1, std=0.05), path, family="native")
+    return path
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Runs `sora ARGS` in-process through the real entry point; returns (exit code, stdout, stderr)."""
+    from sora_cli.cli import main
+
+    def run(*args: str):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exit_info.value.code, out, err
+
+    return run
+
+
+def sora_process(*args, cwd=None, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """Runs the installed console script as a separate process."""
+    script = Path(sys.executable).with_name("sora")
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(script), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          **kwargs)
