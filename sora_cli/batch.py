@@ -73,14 +73,14 @@ def run_batch(
         plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # model, device, dtype and compile are the batch's, not a row's
     backend = load_backend(shared.model, device=shared.device, dtype=shared.dtype, compile=shared.compile)
-    for note in backend.notes:
-        warn(note)
     jobs = []
     for row, settings, output in plans:
         try:
             jobs.append((row, settings, output, make_job(row.prompt, settings, backend)))
         except UsageError as exc:
             raise UsageError(f"{row.source}: {exc}") from None
+    for note in backend.notes:
+        warn(note)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for row, settings, output, job in jobs:

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         code = typer.main.get_command(app).main(args=args, prog_name="sora", standalone_mode=False)
+        if code == 130:  # Typer turns KeyboardInterrupt inside a command into a silent Exit(130)
+            code = _fail("interrupted; no partial file was left", 130)
     except (KeyboardInterrupt, typer.Abort):
         code = _fail("interrupted; no partial file was left", 130)
     except UsageError as exc:

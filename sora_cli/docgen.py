@@ -54,7 +54,10 @@ def update(docs: Path, check: bool = False) -> list[Path]:
         block = f"{BEGIN.format(name)}\n{reference(name, cmd)}\n{END}"
         text = path.read_text(encoding="utf-8") if path.exists() else f"# sora {name}\n\n{block}\n"
         start, end = text.find(BEGIN.format(name)), text.find(END)
-        new = text[:start] + block + text[end + len(END):] if start >= 0 and end > start else text.rstrip() + "\n\n" + block + "\n"
+        if start >= 0 and end > start:
+            new = text[:start] + block + text[end + len(END) :]
+        else:
+            new = text.rstrip() + "\n\n" + block + "\n"
         if new != text or not path.exists():
             stale.append(path)
             if not check:

@@ -61,7 +61,7 @@ def run_generate(
     check_output(output, overwrite)
     started = time.perf_counter()
     backend = load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile)
+    job = make_job(prompt, preset, backend)
     for note in backend.notes:
         warn(note)
-    job = make_job(prompt, preset, backend)
     return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started)

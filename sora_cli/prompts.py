@@ -30,7 +30,8 @@ def _row(value, where: str, index: int) -> PromptRow:
     if isinstance(value, str):
         value = {"prompt": value}
     if not isinstance(value, dict):
-        raise UsageError(f"{where}: a row must be a prompt string or a mapping with 'prompt', got {type(value).__name__}")
+        kind = type(value).__name__
+        raise UsageError(f"{where}: a row must be a prompt string or a mapping with 'prompt', got {kind}")
     unknown = [k for k in value if k not in ROW_KEYS]
     if unknown:
         raise UsageError(f"{where}: unknown key '{unknown[0]}'; valid keys: {', '.join(ROW_KEYS)}")

@@ -43,7 +43,6 @@ def read_metadata(path: Path) -> dict:
 
 def load_native(path: Path, device, dtype):
     """Builds the model on the meta device and assigns the file's tensors: no random init, no extra copy."""
-    import torch
     from safetensors.torch import load_file
 
     from .models.native import build_model

@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from sora_cli.sampling import (SAMPLERS, auto_shift, classifier_free_guidance, flow_sigmas, sample_dpmpp_2m,
-                               sample_euler, sample_heun)
+from sora_cli.sampling import (
+    SAMPLERS,
+    auto_shift,
+    classifier_free_guidance,
+    flow_sigmas,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_heun,
+)
 
 
 def test_sigmas_run_from_noise_to_data_and_shift_keeps_the_ends():

@@ -28,7 +28,8 @@ class NativeBackend:
         if path is None:
             path = packaged_weights(get_spec(model_ref).weights)
             if not path.is_file():
-                notes.append(f"{model_ref} has no trained weights in this install: rendering with seeded random weights")
+                notes.append(f"{model_ref} has no trained weights in this install: "
+                             "rendering with seeded random weights")
                 model = randomize(build_model(get_spec(model_ref).params, "cpu"), UNTRAINED_SEED)
                 model = model.to(device=device, dtype=torch_dtype(dtype)).eval().requires_grad_(False)
                 return cls._finish(model, model_ref, device, dtype, compile, notes)

@@ -110,6 +110,5 @@ class DiT(nn.Module):
             tokens = block(tokens, c, text, text_mask, angles)
         shift, scale = self.modulation_out(c)[:, None].chunk(2, dim=-1)
         out = self.patch_out(modulate(self.norm_out(tokens), shift, scale))
-        return rearrange(
-            out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=grid[0], h=grid[1], w=grid[2], pt=pt, ph=ph, pw=pw
-        )
+        t, h, w = grid
+        return rearrange(out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw)

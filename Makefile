@@ -1,0 +1,39 @@
+# Set-up and checks for a fresh machine: `make demo` and `make test` create .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_PROMPT ?= a red circle moving left on a black background
+
+.PHONY: install dev demo test lint bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+demo: install
+	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 3 -o out/demo.mp4 --overwrite
+
+lint: dev
+	$(BIN)/ruff check sora_cli tests benchmarks presets
+
+test: dev lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+docs: install
+	$(BIN)/python -m sora_cli.docgen docs
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""`make bench`: start-up, sampler step time, long-render time and memory, torch.compile on CPU.
+
+Every figure is a ratio measured in one run on this machine, so a noisy shared machine still compares like with
+like. Renders use the smoke preset's size so the suite finishes in a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SORA = str(Path(sys.executable).with_name("sora"))
+PEAK_RSS = """
+import atexit, json, resource, sys, time
+start = time.perf_counter()
+atexit.register(lambda: print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                           "seconds": time.perf_counter() - start}), file=sys.stderr))
+from sora_cli.cli import main
+main(sys.argv[1:])
+"""
+
+
+def median_seconds(cmd: list[str], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def startup() -> dict:
+    base = median_seconds([sys.executable, "-c", "pass"])
+    help_ = median_seconds([SORA, "--help"])
+    presets = median_seconds([SORA, "presets", "list"])
+    return {"python_pass_s": round(base, 3), "sora_help_s": round(help_, 3), "presets_list_s": round(presets, 3),
+            "help_over_python": round(help_ / base, 1)}
+
+
+def sampler_steps() -> dict:
+    import torch
+
+    from sora_cli.backends.native import NativeBackend
+    from sora_cli.pipeline import Job, sample_latents
+
+    backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=False)
+    out = {}
+    for sampler in ("euler", "heun", "dpmpp_2m"):
+        job = Job("a red circle", "", 0, 10, 5.0, sampler, None, 128, 128, 49, 49)
+        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)  # warm-up
+        start = time.perf_counter()
+        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        out[f"{sampler}_ms_per_step"] = round((time.perf_counter() - start) / job.steps * 1000, 1)
+    out["heun_over_euler"] = round(out["heun_ms_per_step"] / out["euler_ms_per_step"], 2)
+    out["dpmpp_2m_over_euler"] = round(out["dpmpp_2m_ms_per_step"] / out["euler_ms_per_step"], 2)
+    return out
+
+
+def long_renders() -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in (120, 480):
+            done = subprocess.run(
+                [sys.executable, "-c", PEAK_RSS, "generate", "a red circle moving left", "--preset", "smoke",
+                 "--frames", str(frames), "--fps", "24", "--seed", "1", "-q", "-o", f"{tmp}/v{frames}.mp4"],
+                check=True, capture_output=True, text=True)
+            stats = json.loads(done.stderr.strip().splitlines()[-1])
+            out[f"frames_{frames}"] = {k: round(v, 1) for k, v in stats.items()}
+    out["time_480_over_120"] = round(out["frames_480"]["seconds"] / out["frames_120"]["seconds"], 2)
+    out["rss_480_over_120"] = round(out["frames_480"]["peak_rss_mb"] / out["frames_120"]["peak_rss_mb"], 2)
+    return out
+
+
+def compile_on_cpu() -> dict:
+    import torch
+
+    from sora_cli.backends.native import NativeBackend
+    from sora_cli.pipeline import Job, sample_latents
+
+    job = Job("a red circle", "", 0, 10, 5.0, "euler", None, 128, 128, 49, 49)
+    out = {}
+    for compiled in (False, True):
+        backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=compiled)
+        start = time.perf_counter()
+        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        key = "compiled" if compiled else "eager"
+        out[f"{key}_first_s"], out[f"{key}_s"] = round(first, 2), round(time.perf_counter() - start, 2)
+    out["compiled_over_eager"] = round(out["compiled_s"] / out["eager_s"], 2)
+    return out
+
+
+if __name__ == "__main__":
+    for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("long_renders", long_renders),
+                        ("compile_on_cpu", compile_on_cpu)):
+        print(json.dumps({name: bench()}), flush=True)

@@ -1,0 +1,53 @@
+"""Fast start: --help and presets list never import torch; the console script and docs stay in step."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sora_cli.docgen import update
+
+from .conftest import ROOT, sora_process
+
+PROBE = """
+import sys
+from sora_cli.cli import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["generate", "--help"], ["batch", "--help"], ["presets", "list"],
+                                  ["presets", "show", "smoke"]])
+def test_help_and_presets_do_not_import_torch(args):
+    done = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True)
+    assert done.stderr.strip().endswith("NO_TORCH"), done.stderr
+
+
+def test_console_script_starts_and_lists_presets():
+    done = sora_process("presets", "list")
+    assert done.returncode == 0
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["default", "smoke"]
+
+
+def test_models_list_and_info_describe_this_install():
+    models = sora_process("models", "list")
+    assert models.returncode == 0 and "sora-tiny" in models.stdout and "4k+1" in models.stdout
+    info = sora_process("info")
+    assert info.returncode == 0 and "devices: cpu" in info.stdout and ".mp4 (libx264): True" in info.stdout
+
+
+def test_docs_match_help():
+    stale = update(ROOT / "docs", check=True)
+    assert not stale, f"run `make docs`: {', '.join(map(str, stale))} differ from --help"
+
+
+def test_readme_commands_exist_in_the_makefile():
+    makefile = (ROOT / "Makefile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for target in ("demo", "test"):
+        assert f"make {target}" in readme and f"\n{target}:" in makefile
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
