@@ -7,7 +7,7 @@ $SORA_HOME/presets) < prompt-file row < CLI flag. Every shipped default lives in
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -37,9 +37,6 @@ class Preset:
     device: str
     dtype: str
     compile: bool | None
-
-    def settings(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k in SETTINGS}
 
     def with_overrides(self, overrides: dict) -> Preset:
         return replace(self, **overrides)

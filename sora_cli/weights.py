@@ -69,7 +69,11 @@ def load_native(path: Path, device, dtype):
 
 
 def checkpoint_path(model_ref: str) -> Path | None:
-    """A local checkpoint path when `model_ref` names a file or folder, else None (a registry id)."""
+    """A local checkpoint path when `model_ref` names a file or folder, else None (a registry id, which wins)."""
+    from .registry import MODELS
+
+    if model_ref in MODELS:
+        return None
     p = Path(model_ref).expanduser()
     if p.suffix == ".safetensors" or p.exists() or "/" in model_ref or model_ref.startswith("."):
         return p
