@@ -26,3 +26,15 @@ def test_generate_forwards_only_the_flags_given(monkeypatch):
     assert received["flags"] == {"frames": 9, "compile": False, "dtype": "bf16"}
     assert (received["preset_ref"], received["output"], received["overwrite"]) == ("smoke", Path("x.mp4"), True)
     assert '"seed": 5' in result.stdout
+
+
+def test_rich_progress_shows_steps_rate_and_both_phases(capsys):
+    from sora_cli.progress import RichReporter
+
+    reporter = RichReporter()
+    for step in range(1, 5):
+        reporter("denoise", step, 4)
+    reporter("decode", 9, 9)
+    reporter.close()
+    err = capsys.readouterr().err
+    assert "denoising" in err and "4/4" in err and "decoding + encoding" in err and "9/9" in err
