@@ -1,0 +1,1 @@
+"""Procedural training data for the embedded model (the tiny world)."""
