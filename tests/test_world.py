@@ -3,8 +3,17 @@
 import numpy as np
 import pytest
 
-from sora_cli.data.world import (BACKGROUNDS, COLOURS, MOTIONS, SHAPES, Scene, is_held_out, parse_caption, render,
-                                 sample_scene)
+from sora_cli.data.world import (
+    BACKGROUNDS,
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    Scene,
+    is_held_out,
+    parse_caption,
+    render,
+    sample_scene,
+)
 
 
 def centroid(frame, background):
