@@ -13,7 +13,7 @@ from .generate import check_flags
 from .presets import resolve_preset
 from .prompts import PromptRow, read_prompt_files
 from .recipe import slugify
-from .render import check_output, make_job, new_seed, render_to_file
+from .render import check_target, check_writable, make_job, new_seed, render_to_file
 from .video import FORMATS
 
 MANIFEST = "manifest.jsonl"
@@ -63,13 +63,14 @@ def run_batch(
     batch_seed = new_seed() if batch_seed is None else batch_seed
     preset = resolve_preset(preset_ref or "default")
     rows = read_prompt_files(files)
+    check_writable(out_dir)
     plans = []
     for row in rows:
         settings = preset.with_overrides(row.overrides).with_overrides(cli)
         if "seed" not in row.overrides:
             settings = settings.with_overrides({"seed": batch_seed + row.index})
         output = out_dir / output_name(row, ext)
-        check_output(output, overwrite)
+        check_target(output, overwrite)
         plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # model, device, dtype and compile are the batch's, not a row's
     backend = load_backend(shared.model, device=shared.device, dtype=shared.dtype, compile=shared.compile)

@@ -38,6 +38,12 @@ def default_output(prompt: str, seed: int, folder: Path = Path("."), ext: str = 
 
 def check_output(path: Path, overwrite: bool) -> None:
     """Fails before any work when the output cannot or must not be written."""
+    check_target(path, overwrite)
+    check_writable(path.parent)
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """The file itself: a known extension, and neither it nor its recipe in the way."""
     if path.suffix.lower() not in FORMATS:
         raise UsageError(f"unsupported output extension '{path.suffix or path.name}'; valid: {', '.join(FORMATS)}")
     for target in (path, sidecar_path(path)):
@@ -45,14 +51,18 @@ def check_output(path: Path, overwrite: bool) -> None:
             raise UsageError(f"output {target} is a folder")
         if target.exists() and not overwrite:
             raise UsageError(f"{target} already exists; pass --overwrite to replace it")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+
+
+def check_writable(folder: Path) -> None:
+    """The folder (or, if it does not exist yet, its nearest existing parent) accepts new files."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:  # a real probe: permission bits say nothing to root, or on read-only mounts
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def check_prompt(prompt: str | None) -> str:

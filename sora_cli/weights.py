@@ -22,13 +22,17 @@ def save_checkpoint(model, path: Path, *, family: str, dtype=None) -> None:
     tmp.replace(path)
 
 
+def checkpoint_file(path: Path) -> Path:
+    """A checkpoint is a .safetensors file, or a folder holding model.safetensors."""
+    path = Path(path)
+    return path / "model.safetensors" if path.is_dir() else path
+
+
 def read_metadata(path: Path) -> dict:
     """The checkpoint's metadata; a clear error for a missing, non-safetensors or foreign file."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
     try:
@@ -48,9 +52,7 @@ def load_native(path: Path, device, dtype):
     from .models.native import build_model
     from .models.params import ModelParams
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = checkpoint_file(path)
     meta = read_metadata(path)
     params = ModelParams.from_dict(json.loads(meta["params"]))
     model = build_model(params, "meta")

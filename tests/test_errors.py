@@ -30,6 +30,7 @@ BAD = [
     (["batch", "{d}/missing.txt", "--out", "{d}/out"], "missing.txt: no such prompt file"),
     (["batch", "{d}/bad.jsonl", "--out", "{d}/out"], "bad.jsonl:2: not valid JSON"),
     (["batch", "{d}/prompts.txt", "--out", "{d}/out", "--format", "avi"], "unsupported format '.avi'"),
+    (["batch", "{d}/prompts.txt", "--out", "{d}/file.txt/out"], "cannot write to"),
     (["inspect", "{d}/file.txt"], "expected a video"),
     (["presets", "show", "nope"], "unknown preset 'nope'"),
 ]

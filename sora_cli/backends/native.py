@@ -26,11 +26,12 @@ class NativeBackend:
         notes = []
         path = checkpoint_path(model_ref)
         if path is None:
-            path = packaged_weights(get_spec(model_ref).weights)
+            spec = get_spec(model_ref)
+            path = packaged_weights(spec.weights)
             if not path.is_file():
                 notes.append(f"{model_ref} has no trained weights in this install: "
                              "rendering with seeded random weights")
-                model = randomize(build_model(get_spec(model_ref).params, "cpu"), UNTRAINED_SEED)
+                model = randomize(build_model(spec.params, "cpu"), UNTRAINED_SEED)
                 model = model.to(device=device, dtype=torch_dtype(dtype)).eval().requires_grad_(False)
                 return cls._finish(model, model_ref, device, dtype, compile, notes)
         model, _ = load_native(path, device, torch_dtype(dtype))

@@ -82,7 +82,7 @@ def sample_scene(rng: np.random.Generator, held_out: bool = False) -> Scene:
 
 
 def centre(scene: Scene, t: float, aspect: float) -> tuple[float, float]:
-    """Centre at time t seconds, in fractions of width and height (may lie outside [0, 1) before wrapping)."""
+    """Centre at time t seconds, in fractions of width and height."""
     half_h = SIZE / 2 * min(1.0, aspect)  # half extent as a fraction of the height
     speed = 1.0 / CROSSING_S
     x, y = scene.x, scene.y
@@ -97,7 +97,8 @@ def centre(scene: Scene, t: float, aspect: float) -> tuple[float, float]:
     elif scene.motion == "bouncing":  # |sin|: falls, touches the bottom edge, rises; no sideways drift
         floor = 1.0 - half_h
         y = floor - BOUNCE_HEIGHT * abs(np.sin(np.pi * (BOUNCES_PER_S * t + scene.phase)))
-    return x % 1.0, y % 1.0 if scene.motion != "bouncing" else y
+        return x, y
+    return x % 1.0, y % 1.0  # linear motions wrap around and re-enter from the opposite edge
 
 
 def _signed_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarray:
