@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_PROMPT ?= a red circle moving left on a black background
 
-.PHONY: install dev demo test lint bench docs clean
+.PHONY: install dev demo test lint bench docs model eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,17 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 demo: install
-	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 3 -o out/demo.mp4 --overwrite
+	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 3 -o out/demo.mp4 --contact-sheet --overwrite
+
+# Trains sora-tiny from scratch (about 2 hours on 2 CPU cores; stop it any time, run it again to continue)
+# and installs the result as the packaged weights.
+model: install
+	$(BIN)/sora train --out build/sora-tiny --resume
+	mkdir -p sora_cli/weights
+	cp build/sora-tiny/sora-tiny.safetensors sora_cli/weights/sora-tiny.safetensors
+
+eval: install
+	$(BIN)/sora eval -o out/eval.json
 
 lint: dev
 	$(BIN)/ruff check sora_cli tests benchmarks presets

@@ -1,7 +1,7 @@
-"""`make bench`: start-up, sampler step time, long-render time and memory, torch.compile on CPU.
+"""`make bench`: start-up, sampler step time, render time and memory by length, torch.compile on CPU.
 
 Every figure is a ratio measured in one run on this machine, so a noisy shared machine still compares like with
-like. Renders use the smoke preset's size so the suite finishes in a few minutes on 2 CPU cores.
+like. Render times are wall-clock of the whole `sora generate` process, start-up included.
 """
 
 from __future__ import annotations
@@ -42,55 +42,66 @@ def startup() -> dict:
             "help_over_python": round(help_ / base, 1)}
 
 
-def sampler_steps() -> dict:
+def sample(model, job) -> None:
     import torch
 
+    from sora_cli.pipeline import latent_windows
+
+    for _ in latent_windows(model, job, torch.device("cpu"), torch.float32):
+        pass
+
+
+def sampler_steps() -> dict:
     from sora_cli.backends.native import NativeBackend
-    from sora_cli.pipeline import Job, sample_latents
+    from sora_cli.pipeline import Job
 
     backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=False)
     out = {}
     for sampler in ("euler", "heun", "dpmpp_2m"):
-        job = Job("a red circle", "", 0, 10, 5.0, sampler, None, 128, 128, 49, 49)
-        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)  # warm-up
+        job = Job("a red circle", "", 0, 10, 5.0, sampler, None, 64, 64, 33, 33)  # one window
+        sample(backend.model, job)  # warm-up
         start = time.perf_counter()
-        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        sample(backend.model, job)
         out[f"{sampler}_ms_per_step"] = round((time.perf_counter() - start) / job.steps * 1000, 1)
     out["heun_over_euler"] = round(out["heun_ms_per_step"] / out["euler_ms_per_step"], 2)
     out["dpmpp_2m_over_euler"] = round(out["dpmpp_2m_ms_per_step"] / out["euler_ms_per_step"], 2)
     return out
 
 
-def long_renders() -> dict:
+def renders() -> dict:
+    """Wall time of the whole process (start-up included) and its peak RSS, by preset and length."""
     out = {}
+    prompt = "a red circle moving left on a black background"
     with tempfile.TemporaryDirectory() as tmp:
-        for frames in (120, 480):
+        for preset, frames in (("smoke", None), ("default", 120), ("default", 480), ("default", 600)):
+            length = ["--frames", str(frames)] if frames else []
+            start = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-c", PEAK_RSS, "generate", "a red circle moving left", "--preset", "smoke",
-                 "--frames", str(frames), "--fps", "24", "--seed", "1", "-q", "-o", f"{tmp}/v{frames}.mp4"],
-                check=True, capture_output=True, text=True)
+                [sys.executable, "-c", PEAK_RSS, "generate", prompt, "--preset", preset, *length, "--seed", "1",
+                 "-q", "-o", f"{tmp}/{preset}-{frames}.mp4"], check=True, capture_output=True, text=True)
+            wall = time.perf_counter() - start
             stats = json.loads(done.stderr.strip().splitlines()[-1])
-            out[f"frames_{frames}"] = {k: round(v, 1) for k, v in stats.items()}
-    out["time_480_over_120"] = round(out["frames_480"]["seconds"] / out["frames_120"]["seconds"], 2)
-    out["rss_480_over_120"] = round(out["frames_480"]["peak_rss_mb"] / out["frames_120"]["peak_rss_mb"], 2)
+            out[f"{preset}_{frames or 'preset'}"] = {"wall_s": round(wall, 2),
+                                                     "peak_rss_mb": round(stats["peak_rss_mb"], 1)}
+    for n in (480, 600):
+        out[f"time_{n}_over_120"] = round(out[f"default_{n}"]["wall_s"] / out["default_120"]["wall_s"], 2)
+        out[f"rss_{n}_over_120"] = round(out[f"default_{n}"]["peak_rss_mb"] / out["default_120"]["peak_rss_mb"], 2)
     return out
 
 
 def compile_on_cpu() -> dict:
-    import torch
-
     from sora_cli.backends.native import NativeBackend
-    from sora_cli.pipeline import Job, sample_latents
+    from sora_cli.pipeline import Job
 
-    job = Job("a red circle", "", 0, 10, 5.0, "euler", None, 128, 128, 49, 49)
+    job = Job("a red circle", "", 0, 10, 5.0, "euler", None, 64, 64, 121, 121)
     out = {}
     for compiled in (False, True):
         backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=compiled)
         start = time.perf_counter()
-        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        sample(backend.model, job)
         first = time.perf_counter() - start
         start = time.perf_counter()
-        sample_latents(backend.model, job, torch.device("cpu"), torch.float32)
+        sample(backend.model, job)
         key = "compiled" if compiled else "eager"
         out[f"{key}_first_s"], out[f"{key}_s"] = round(first, 2), round(time.perf_counter() - start, 2)
     out["compiled_over_eager"] = round(out["compiled_s"] / out["eager_s"], 2)
@@ -98,6 +109,6 @@ def compile_on_cpu() -> dict:
 
 
 if __name__ == "__main__":
-    for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("long_renders", long_renders),
+    for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
                         ("compile_on_cpu", compile_on_cpu)):
         print(json.dumps({name: bench()}), flush=True)

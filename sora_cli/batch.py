@@ -82,6 +82,9 @@ def run_batch(
             raise UsageError(f"{row.source}: {exc}") from None
     for note in backend.notes:
         warn(note)
+    for row, *_ in jobs:
+        for note in backend.prompt_notes(row.prompt):
+            warn(f"{row.source}: {note}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for row, settings, output, job in jobs:

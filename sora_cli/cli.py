@@ -58,6 +58,7 @@ def generate(
     dtype: Dtype = None, compile: Compile = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Render again from a video or recipe .json (flags override it).")] = None,
     overwrite: Overwrite = False,
+    contact_sheet: Annotated[bool, typer.Option("--contact-sheet", help="Also write a PNG grid of frames beside the video (<output>.png).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object about the result on stdout.")] = False,
     quiet: Quiet = False, debug: Debug = False,
 ) -> None:
@@ -71,7 +72,8 @@ def generate(
     reporter = make_reporter(quiet)
     try:
         result = run_generate(prompt, flags=flags, preset_ref=preset, from_path=from_, output=output,
-                              overwrite=overwrite, progress=reporter, warn=_warn(quiet))
+                              overwrite=overwrite, progress=reporter, warn=_warn(quiet),
+                              contact_sheet=contact_sheet)
     finally:
         reporter.close()
     if json_:
@@ -116,6 +118,41 @@ def batch(
         reporter.close()
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.jsonl and the exported sora-tiny.safetensors.")] = Path("build/sora-tiny"),
+    vae_steps: Annotated[Optional[int], typer.Option(help="Autoencoder steps (stage 1) [default: the shipped recipe's].")] = None,
+    dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train sora-tiny from scratch on the procedural tiny world (CPU; resumable)."""
+    from .train import run_training
+
+    print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, seed=seed, resume=resume))
+
+
+@app.command("eval")
+def eval_(
+    model: Model = None,
+    seen: Annotated[int, typer.Option(help="Captions of combinations seen in training.")] = 24,
+    held_out: Annotated[int, typer.Option(help="Captions of held-out combinations.")] = 24,
+    seeds: Annotated[int, typer.Option(help="Seeds per caption (0, 1, ...).")] = 2,
+    frames: Annotated[int, typer.Option(help="Frames per clip.")] = 72,
+    steps: Steps = None, guidance: Guidance = None, sampler: Sampler = None, preset: PresetRef = None,
+    device: Device = None, dtype: Dtype = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSON report.")] = Path("sora-eval.json"),
+    quiet: Quiet = False, debug: Debug = False,
+) -> None:
+    """Score a native model on tiny-world captions: colour, shape, motion, background, presence."""
+    from .evaluate import run_eval_command
+
+    flags = _flags(model=model, steps=steps, guidance=guidance, sampler=sampler, device=device, dtype=dtype)
+    print(run_eval_command(flags, preset, seen=seen, held_out=held_out, seeds=seeds, frames=frames, output=output,
+                           quiet=quiet))
 
 
 @app.command()

@@ -48,7 +48,7 @@ def resolve_settings(preset_ref: str | None, flags: dict, from_path: Path | None
 
 def run_generate(
     prompt: str | None, *, flags: dict, preset_ref: str | None, from_path: Path | None, output: Path | None,
-    overwrite: bool, progress, warn,
+    overwrite: bool, progress, warn, contact_sheet: bool = False,
 ) -> RenderResult:
     """Validates everything it can before loading the model; `warn` gets notes for the user."""
     from .backends import load_backend
@@ -58,10 +58,11 @@ def run_generate(
     if preset.seed is None:
         preset = preset.with_overrides({"seed": new_seed()})
     output = output if output is not None else default_output(prompt, preset.seed)
-    check_output(output, overwrite)
+    check_output(output, overwrite, contact_sheet)
     started = time.perf_counter()
     backend = load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile)
     job = make_job(prompt, preset, backend)
-    for note in backend.notes:
+    for note in [*backend.notes, *backend.prompt_notes(prompt)]:
         warn(note)
-    return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started)
+    return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started,
+                          contact_sheet=contact_sheet)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,28 +36,91 @@ class Job:
 def resolved_shift(model: NativeVideoModel, job: Job) -> float:
     if job.shift is not None:
         return job.shift
-    _, t, h, w = model.latent_shape(job.generated_frames, job.height, job.width)
-    return auto_shift(t * h * w // math.prod(model.params.dit.patch))
+    return auto_shift(model.params.dit.window * math.prod(model.latent_shape(1, *native_hw(model, job))[2:]))
 
 
-@torch.inference_mode()
-def sample_latents(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
-    """Draws the noise on the CPU from the seed, then integrates the flow from sigma=1 to 0."""
-    noise = torch.randn((1, *model.latent_shape(job.generated_frames, job.height, job.width)),
-                        generator=noise_generator(job.seed), dtype=torch.float32)
-    x = noise.to(device=device, dtype=dtype)
-    text, mask = model.encode_text([job.prompt, job.negative])
+def native_hw(model: NativeVideoModel, job: Job) -> tuple[int, int]:
+    width, height = model.native_grid(job.width, job.height)
+    return height, width
 
-    def dit(x, sigma, batch):
-        return model.dit(x, torch.full((batch,), sigma, device=device, dtype=dtype), text[:batch], mask[:batch])
 
-    if job.guidance == 1.0:  # guidance 1 is the conditional model alone: skip the second pass
-        velocity = lambda x, sigma: dit(x, sigma, 1)  # noqa: E731
-    else:
-        velocity = classifier_free_guidance(lambda x, sigma: dit(torch.cat([x, x]), sigma, 2).chunk(2), job.guidance)
+def window_plan(total: int, window: int, context: int) -> list[int]:
+    """How many new latent steps each window adds: the first window makes `window`, each later one
+    `window - context` (it re-reads the last `context` of the one before); the last is trimmed to `total`."""
+    plan, made = [], 0
+    while made < total:
+        new = window if not plan else window - context
+        plan.append(min(new, total - made))
+        made += new
+    return plan
+
+
+def denoise(model, noise, sigmas, sampler, guidance, text, mask, context=None, context_mask=None, callback=None):
+    """Integrates one batch of windows from noise to latents. Context positions start at their given latents
+    and get zero velocity, so they stay exactly as given while the rest is denoised around them."""
+    b = noise.shape[0]
+    keep = None
+    if context is not None:
+        keep = context_mask[:, None, :, None, None].to(noise.dtype)
+        noise = noise * (1 - keep) + context * keep
+        context_mask = context_mask.repeat(2, 1) if guidance != 1.0 else context_mask
+        context2 = torch.cat([context, context]) if guidance != 1.0 else context
+
+    def dit(x, sigma):
+        n = x.shape[0]
+        s = torch.full((n,), sigma, device=x.device, dtype=x.dtype)
+        if context is None:
+            return model.dit(x, s, text[:n], mask[:n])
+        return model.dit(x, s, text[:n], mask[:n], context2[:n], context_mask[:n])
+
+    if guidance == 1.0:  # guidance 1 is the conditional model alone: skip the second pass
+        velocity = dit
+    else:  # text holds b conditional rows, then b unconditional ones
+        velocity = classifier_free_guidance(lambda x, sigma: dit(torch.cat([x, x]), sigma).chunk(2), guidance)
+    if keep is not None:
+        inner = velocity
+        velocity = lambda x, sigma: inner(x, sigma) * (1 - keep)  # noqa: E731
+    assert text.shape[0] == (b if guidance == 1.0 else 2 * b)
+    return SAMPLERS[sampler](velocity, noise, sigmas, callback)
+
+
+def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
+    """Yields the video's latents window by window (B=1, C, n, h, w); memory stays flat however long it is.
+
+    Every window's noise is drawn in turn on the CPU from the seed, so a seed gives the same video anywhere
+    the arithmetic matches. A window shorter than the model's own is made whole and trimmed: the model only
+    ever sees the window length it was trained on."""
+    window, context = model.params.dit.window, model.params.dit.context
+    c, total, h, w = model.latent_shape(job.generated_frames, *native_hw(model, job))
+    plan = window_plan(total, window, context)
+    generator = noise_generator(job.seed)
+    with torch.inference_mode():
+        text, mask = model.encode_text([job.prompt] + ([job.negative] if job.guidance != 1.0 else []))
+    text, mask = text.to(dtype), mask
     sigmas = flow_sigmas(job.steps, resolved_shift(model, job))
-    callback = (lambda done, total: progress("denoise", done, total)) if progress else None
-    return SAMPLERS[job.sampler](velocity, x, sigmas, callback)
+    done = 0
+
+    def callback(i, _):
+        if progress:
+            progress("denoise", done + i, job.steps * len(plan))
+
+    previous = None
+    for new in plan:
+        noise = torch.randn((1, c, window, h, w), generator=generator, dtype=torch.float32).to(device, dtype)
+        with torch.inference_mode():
+            if previous is None:
+                x = denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, callback=callback)
+                out = x[:, :, :new]
+            else:
+                ctx = torch.zeros_like(noise)
+                ctx[:, :, :context] = previous[:, :, -context:]
+                flags = torch.zeros(1, window, dtype=torch.bool, device=device)
+                flags[:, :context] = True
+                x = denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, ctx, flags, callback)
+                out = x[:, :, context : context + new]
+        done += job.steps
+        previous = x
+        yield out
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -66,26 +129,29 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return pixels.permute(1, 2, 3, 0).cpu().numpy()
 
 
-def decode_frames(model: NativeVideoModel, latents: torch.Tensor, chunk: int = 4) -> Iterator[np.ndarray]:
-    """Decodes `chunk` latent steps at a time; memory does not grow with the video's length."""
-    stream = model.vae.decode_stream(latents, chunk)
-    while True:
-        with torch.inference_mode():
-            frames = next(stream, None)
-        if frames is None:
-            return
-        yield to_uint8(frames)
+def resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(1, 3, f, h, w) -> (1, 3, f, height, width): bicubic up, area-weighted (antialiased) down."""
+    if frames.shape[-2:] == (height, width):
+        return frames
+    flat = frames[0].transpose(0, 1).float()  # (f, 3, h, w)
+    out = torch.nn.functional.interpolate(flat, size=(height, width), mode="bicubic", antialias=True,
+                                          align_corners=False)
+    return out.clamp(-1, 1).transpose(0, 1)[None]
 
 
 def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
-    """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all."""
-    latents = sample_latents(model, job, device, dtype, progress)
+    """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all, decoded as each window's latents arrive."""
+    decoder = model.vae.stream_decoder()
     remaining = job.frames
-    for frames in decode_frames(model, latents):
-        frames = frames[:remaining]
-        remaining -= len(frames)
-        if progress:
-            progress("decode", job.frames - remaining, job.frames)
-        yield frames
-        if remaining == 0:
-            return
+    for latents in latent_windows(model, job, device, dtype, progress):
+        for i in range(0, latents.shape[2], 4):  # a few latent steps per decoder pass keeps memory small
+            with torch.inference_mode():
+                frames = resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)
+            frames = to_uint8(frames)[:remaining]
+            remaining -= len(frames)
+            if progress:
+                progress("decode", job.frames - remaining, job.frames)
+            if len(frames):
+                yield frames
+            if remaining == 0:
+                return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import tempfile
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .contact_sheet import SheetCollector, sheet_path, write_png
 from .errors import UsageError
 from .pipeline import Job
 from .presets import Preset
@@ -36,17 +38,17 @@ def default_output(prompt: str, seed: int, folder: Path = Path("."), ext: str = 
     return folder / f"{slugify(prompt)}-{seed}{ext}"
 
 
-def check_output(path: Path, overwrite: bool) -> None:
+def check_output(path: Path, overwrite: bool, contact_sheet: bool = False) -> None:
     """Fails before any work when the output cannot or must not be written."""
-    check_target(path, overwrite)
+    check_target(path, overwrite, contact_sheet)
     check_writable(path.parent)
 
 
-def check_target(path: Path, overwrite: bool) -> None:
-    """The file itself: a known extension, and neither it nor its recipe in the way."""
+def check_target(path: Path, overwrite: bool, contact_sheet: bool = False) -> None:
+    """The file itself: a known extension, and neither it nor its recipe (nor its contact sheet) in the way."""
     if path.suffix.lower() not in FORMATS:
         raise UsageError(f"unsupported output extension '{path.suffix or path.name}'; valid: {', '.join(FORMATS)}")
-    for target in (path, sidecar_path(path)):
+    for target in (path, sidecar_path(path), *([sheet_path(path)] if contact_sheet else [])):
         if target.is_dir():
             raise UsageError(f"output {target} is a folder")
         if target.exists() and not overwrite:
@@ -92,24 +94,30 @@ def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
     }
 
 
-def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=None, load_s: float = 0.0):
-    """Renders `job` into `output` (temporary file, then rename) and writes the recipe beside it."""
+def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=None, load_s: float = 0.0,
+                   contact_sheet: bool = False):
+    """Renders `job` into `output` (temporary file, then rename), writes the recipe beside it, and with
+    `contact_sheet` a PNG grid of frames too."""
     start = time.perf_counter()
     timings = {"load_s": round(load_s, 3)}
     frames = iter(backend.render(job, progress))
-    first = next(frames)  # denoising happens here; decoding then streams into the encoder
-    timings["denoise_s"] = round(time.perf_counter() - start, 3)
+    first = next(frames)  # the first window is denoised here; later windows stream in with the encoder
+    timings["first_frames_s"] = round(time.perf_counter() - start, 3)
+    sheet = SheetCollector(job.frames) if contact_sheet else None
     output.parent.mkdir(parents=True, exist_ok=True)
     # The container carries the recipe as known when encoding starts; the sidecar adds the encode time.
     embedded = build_recipe(job, preset, backend, dict(timings))
     with VideoWriter(output, preset.fps, {RECIPE_KEY: json.dumps(embedded)}) as writer:
-        writer.write(first)
-        for chunk in frames:
+        for chunk in itertools.chain([first], frames):
             writer.write(chunk)
+            if sheet:
+                sheet.add(chunk)
         if writer.frames != job.frames:  # inside the block: a short video never reaches the output path
             raise RuntimeError(f"rendered {writer.frames} frames, expected {job.frames}")
-    timings["decode_encode_s"] = round(time.perf_counter() - start - timings["denoise_s"], 3)
+    timings["render_s"] = round(time.perf_counter() - start, 3)
     timings["total_s"] = round(load_s + time.perf_counter() - start, 3)
     recipe = {**embedded, "timings": timings}
     write_json_atomic(sidecar_path(output), recipe)
+    if sheet:
+        write_png(sheet_path(output), sheet.image())
     return RenderResult(output, recipe)

@@ -14,8 +14,8 @@ from sora_cli.models.params import DiTParams, ModelParams, TextParams, VAEParams
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelParams(
     text=TextParams(context_length=16, width=32, heads=2, layers=1),
-    vae=VAEParams(latent_channels=4, base_channels=8, spatial_levels=3),
-    dit=DiTParams(width=32, depth=2, heads=2, rope_axes=(4, 6, 6)),
+    vae=VAEParams(latent_channels=4, channels=(8, 16, 16, 16)),
+    dit=DiTParams(width=32, depth=2, heads=2, rope_axes=(4, 6, 6), window=3, context=1),
 )
 
 

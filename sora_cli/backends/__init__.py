@@ -26,6 +26,9 @@ class Backend(Protocol):
     def check_size(self, width: int, height: int) -> None:
         """Raises UsageError naming the rule when the model cannot render this size."""
 
+    def prompt_notes(self, prompt: str) -> list[str]:
+        """Warnings about a prompt the model will not understand (it still renders)."""
+
     def render(self, job, progress: Progress | None = None) -> Iterator[np.ndarray]:
         """Yields uint8 frames (f, H, W, 3), exactly job.frames in all."""
 

@@ -8,10 +8,11 @@ from ..device import pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
 from ..models.native import build_model, randomize
 from ..pipeline import Job, generate
-from ..registry import get_spec
+from ..registry import MODELS, get_spec
 from ..weights import checkpoint_path, load_native, packaged_weights
 
-UNTRAINED_SEED = 0  # the seeded random weights used until trained ones ship
+UNTRAINED_SEED = 0  # the seeded random weights used when a model has no trained weights here
+OUTPUT_MULTIPLE = 16  # outputs are resized from the native grid; 16 keeps every encoder's macroblocks whole
 
 
 class NativeBackend:
@@ -50,12 +51,23 @@ class NativeBackend:
         return frames + (-(frames - 1)) % k
 
     def check_size(self, width: int, height: int) -> None:
-        m = self.model.spatial_multiple
+        m = OUTPUT_MULTIPLE
         for name, value in (("width", width), ("height", height)):
             if value % m:
                 lower, upper = value // m * m, (value // m + 1) * m
                 raise UsageError(f"{name} {value} is not a multiple of {m}, which {self.model_id} needs; "
                                  f"try {lower or upper} or {upper}")
+
+    def prompt_notes(self, prompt: str) -> list[str]:
+        """Native checkpoints are trained on the tiny world: name the words it never saw."""
+        from ..data.world import unknown_words
+
+        unknown = unknown_words(prompt)
+        if not unknown:
+            return []
+        name = self.model_id if self.model_id in MODELS else "this model"
+        words = ", ".join(f"'{w}'" for w in unknown)
+        return [f"{name} knows shapes, colours and motions; for {words} try an open model: sora models list"]
 
     def render(self, job: Job, progress=None):
         return generate(self.model, job, torch.device(self.device), torch_dtype(self.dtype), progress)

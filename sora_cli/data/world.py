@@ -56,6 +56,17 @@ def is_valid(scene: Scene) -> bool:
     return not (scene.colour == "white" and scene.background == "white")
 
 
+VOCABULARY = frozenset(
+    {"a", "an", "on", "the", "background", *COLOURS, *BACKGROUNDS, *SHAPES, *" ".join(MOTIONS).split()}
+)
+
+
+def unknown_words(prompt: str) -> list[str]:
+    """The prompt's words the tiny world never shows, in order, once each."""
+    words = re.findall(r"[a-z]+(?:'[a-z]+)?", prompt.lower())
+    return list(dict.fromkeys(w for w in words if w not in VOCABULARY))
+
+
 _CAPTION = re.compile(
     rf"^an? ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)}) ({'|'.join(MOTIONS)}) on an? ({'|'.join(BACKGROUNDS)}) "
     r"background$"
@@ -81,24 +92,29 @@ def sample_scene(rng: np.random.Generator, held_out: bool = False) -> Scene:
             return scene
 
 
-def centre(scene: Scene, t: float, aspect: float) -> tuple[float, float]:
-    """Centre at time t seconds, in fractions of width and height."""
+def centres(scene: Scene, times: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres at the given times (seconds), in fractions of width and height."""
     half_h = SIZE / 2 * min(1.0, aspect)  # half extent as a fraction of the height
     speed = 1.0 / CROSSING_S
-    x, y = scene.x, scene.y
+    x, y = np.full_like(times, scene.x), np.full_like(times, scene.y)
     if scene.motion == "moving left":
-        x -= speed * t
+        x = x - speed * times
     elif scene.motion == "moving right":
-        x += speed * t
+        x = x + speed * times
     elif scene.motion == "moving up":
-        y -= speed * t
+        y = y - speed * times
     elif scene.motion == "moving down":
-        y += speed * t
+        y = y + speed * times
     elif scene.motion == "bouncing":  # |sin|: falls, touches the bottom edge, rises; no sideways drift
         floor = 1.0 - half_h
-        y = floor - BOUNCE_HEIGHT * abs(np.sin(np.pi * (BOUNCES_PER_S * t + scene.phase)))
-        return x, y
+        return x, floor - BOUNCE_HEIGHT * np.abs(np.sin(np.pi * (BOUNCES_PER_S * times + scene.phase)))
     return x % 1.0, y % 1.0  # linear motions wrap around and re-enter from the opposite edge
+
+
+def centre(scene: Scene, t: float, aspect: float) -> tuple[float, float]:
+    """Centre at time t seconds, in fractions of width and height."""
+    x, y = centres(scene, np.array([float(t)]), aspect)
+    return float(x[0]), float(y[0])
 
 
 def _signed_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarray:
@@ -117,21 +133,17 @@ def _signed_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np
     return -np.hypot(x, y) * np.sign(y)
 
 
-def render(scene: Scene, frames: int, width: int = 64, height: int = 64, fps: float = 8.0) -> np.ndarray:
-    """(frames, height, width, 3) uint8; the edge is anti-aliased by pixel coverage of the signed distance."""
-    short = min(width, height)
-    r = SIZE * short / 2
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-    colour = np.array(COLOURS[scene.colour], np.float64)
-    background = np.array(BACKGROUNDS[scene.background], np.float64)
-    video = np.empty((frames, height, width, 3), np.uint8)
-    for i in range(frames):
-        cx, cy = centre(scene, i / fps, width / height)
-        coverage = np.zeros((height, width))
-        # draw the wrapped copies too, so a shape leaving one edge re-enters from the opposite one
-        for ox in (-width, 0, width):
-            for oy in (-height, 0, height):
-                d = _signed_distance(scene.shape, xs - cx * width - ox, ys - cy * height - oy, r)
-                coverage = np.maximum(coverage, np.clip(0.5 - d, 0.0, 1.0))
-        video[i] = np.round(background + coverage[..., None] * (colour - background)).astype(np.uint8)
-    return video
+def render(scene: Scene, frames: int, width: int = 64, height: int = 64, fps: float = 8.0, start: float = 0.0):
+    """(frames, height, width, 3) uint8 from time `start` seconds; the edge is anti-aliased by pixel coverage."""
+    r = SIZE * min(width, height) / 2
+    cx, cy = (c.astype(np.float32) for c in centres(scene, start + np.arange(frames) / fps, width / height))
+    # offsets to the nearest wrapped copy of the centre: a shape leaving one edge re-enters from the opposite one
+    px = np.arange(width, dtype=np.float32)[None, :] + 0.5
+    py = np.arange(height, dtype=np.float32)[None, :] + 0.5
+    dx = (px - cx[:, None] * width + width / 2) % width - width / 2  # (F, W)
+    dy = (py - cy[:, None] * height + height / 2) % height - height / 2  # (F, H)
+    d = _signed_distance(scene.shape, dx[:, None, :], dy[:, :, None], r)  # (F, H, W)
+    coverage = np.clip(0.5 - d, 0.0, 1.0)[..., None]
+    colour = np.array(COLOURS[scene.colour], np.float32)
+    background = np.array(BACKGROUNDS[scene.background], np.float32)
+    return np.round(background + coverage * (colour - background)).astype(np.uint8)

@@ -20,6 +20,18 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def frame_position_features(h: int, w: int, device, bands: int = 4) -> torch.Tensor:
+    """(h * w, 4 * bands) Fourier features of each token's place in the frame, in [0, 1) of height and width.
+
+    RoPE only tells tokens how far apart they are; where the frame's edges are (the floor a shape bounces on, the
+    edge it wraps around) needs an absolute position too. Fractions of the frame keep it valid at any grid size."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)  # (h*w, 2)
+    angles = 2 * math.pi * grid[:, :, None] * torch.arange(1, bands + 1, device=device, dtype=torch.float32)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).reshape(h * w, -1)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -86,24 +98,47 @@ class DiT(nn.Module):
         self.p = p
         self.latent_channels = latent_channels
         patch_dim = latent_channels * math.prod(p.patch)
-        self.patch_in = nn.Linear(patch_dim, p.width)
+        # input per position: the noisy latent, the context latent (zeros where none) and a context flag
+        self.patch_in = nn.Linear((2 * latent_channels + 1) * math.prod(p.patch), p.width)
         self.time_mlp = nn.Sequential(nn.Linear(256, p.width), nn.SiLU(), nn.Linear(p.width, p.width))
+        self.text_pool = nn.Linear(text_width, p.width)  # the whole prompt, into every block's adaLN
+        self.position = nn.Linear(16, p.width)  # absolute place in the frame (frame_position_features)
         self.text_in = nn.Linear(text_width, text_width)
         self.blocks = nn.ModuleList(DiTBlock(p, text_width) for _ in range(p.depth))
         self.norm_out = nn.LayerNorm(p.width, elementwise_affine=False, eps=1e-6)
         self.modulation_out = nn.Linear(p.width, 2 * p.width)
         self.patch_out = nn.Linear(p.width, patch_dim)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor):
-        # x: (B, C, T, H, W) latents; sigma: (B,) noise level in [0, 1]; text_mask: (B, S) bool
+    def forward(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+    ):
+        # x: (B, C, T, H, W) latents; sigma: (B,) noise level in [0, 1]; text_mask: (B, S) bool;
+        # context: (B, C, T, H, W) clean latents where context_mask (B, T) is True, ignored elsewhere
         pt, ph, pw = self.p.patch
         b, _, t, h, w = x.shape
         if t % pt or h % ph or w % pw:
             raise ValueError(f"latent grid {(t, h, w)} is not divisible by the patch {self.p.patch}")
         grid = (t // pt, h // ph, w // pw)
+        if context is None:
+            flag = x.new_zeros(b, 1, t, h, w)
+            context = torch.zeros_like(x)
+        else:
+            flag = context_mask.to(x.dtype)[:, None, :, None, None].expand(b, 1, t, h, w)
+            context = context * flag
+        x = torch.cat([x, context, flag], dim=1)
         tokens = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
-        tokens = self.patch_in(tokens)  # (B, L, W)
-        c = nn.functional.silu(self.time_mlp(timestep_embedding(sigma, 256).to(tokens.dtype)))
+        place = self.position(frame_position_features(grid[1], grid[2], x.device).to(tokens.dtype))  # (h*w, W)
+        tokens = self.patch_in(tokens) + place.repeat(grid[0], 1)  # (B, L, W), rows run (t, h, w)
+        weights = text_mask.to(text.dtype)[..., None]
+        pooled = (text * weights).sum(1) / weights.sum(1).clamp(min=1)
+        c = self.time_mlp(timestep_embedding(sigma, 256).to(tokens.dtype)) + self.text_pool(pooled)
+        c = nn.functional.silu(c)
         text = self.text_in(text)
         angles = rope_angles(grid, self.p.rope_axes, self.p.rope_theta, x.device)  # (L, head_dim/2)
         for block in self.blocks:

@@ -33,6 +33,12 @@ class NativeVideoModel(nn.Module):
         tokens = tokenize(prompts, self.params.text.context_length).to(device)
         return self.text(tokens)
 
+    def native_grid(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the model renders at for this output size: the shorter side at its native size,
+        the aspect kept as nearly as the spatial multiple allows."""
+        m, scale = self.spatial_multiple, self.params.native_size / min(width, height)
+        return max(m, round(width * scale / m) * m), max(m, round(height * scale / m) * m)
+
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         s = self.params.vae.spatial_factor
         return (self.params.vae.latent_channels, self.vae.latent_frames(frames), height // s, width // s)

@@ -18,31 +18,39 @@ class TextParams:
 
 @dataclass(frozen=True)
 class VAEParams:
-    """Causal video autoencoder: 8x in space, 4x in time; F = 4 * (T - 1) + 1 frames for T latents."""
+    """Causal video autoencoder: 4x in time (frame groups packed into channels), 2**(levels-1) in space.
+
+    F = 4 * (T - 1) + 1 frames for T latents. Time is mixed only at the coarsest level, where it is cheap.
+    """
 
     latent_channels: int = 16
-    base_channels: int = 32
-    spatial_levels: int = 3  # each level halves height and width
+    channels: tuple[int, ...] = (32, 64, 128, 128)  # per level, full resolution first; each next one halves
     temporal_factor: int = 4
-    latent_shift: float = 0.0  # latent normalisation belongs to the VAE wrapper
+    latent_shift: float = 0.0  # latents are stored as (mean - shift) * scale: about unit variance for the DiT
     latent_scale: float = 1.0
 
     @property
     def spatial_factor(self) -> int:
-        return 2**self.spatial_levels
+        return 2 ** (len(self.channels) - 1)
 
 
 @dataclass(frozen=True)
 class DiTParams:
-    """Diffusion transformer over (1, 2, 2) latent patches with 3D RoPE, adaLN and text cross-attention."""
+    """Diffusion transformer over latent patches with 3D RoPE, adaLN (time + pooled text) and cross-attention.
 
-    width: int = 128
-    depth: int = 4
-    heads: int = 4
+    It denoises `window` latent steps at a time; longer videos continue window by window, each new window
+    conditioned on the last `context` latent steps of the one before (given as extra input channels).
+    """
+
+    width: int = 192
+    depth: int = 6
+    heads: int = 6
     mlp_ratio: float = 4.0
     patch: tuple[int, int, int] = (1, 2, 2)  # (t, h, w)
     rope_axes: tuple[int, int, int] = (8, 12, 12)  # rotary dims per axis; sums to head_dim
     rope_theta: float = 10000.0
+    window: int = 9  # latent steps denoised together (33 frames)
+    context: int = 4  # latent steps carried into the next window
 
     @property
     def head_dim(self) -> int:
@@ -56,6 +64,7 @@ class ModelParams:
     text: TextParams = field(default_factory=TextParams)
     vae: VAEParams = field(default_factory=VAEParams)
     dit: DiTParams = field(default_factory=DiTParams)
+    native_size: int = 64  # the shorter side it renders at; outputs are resized from there
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +78,12 @@ class ModelParams:
                 raise ValueError(f"unknown {kind.__name__} keys {sorted(unknown)}; valid: {sorted(known)}")
             return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown ModelParams keys {sorted(unknown)}")
         return cls(
             text=build(TextParams, data.get("text", {})),
             vae=build(VAEParams, data.get("vae", {})),
             dit=build(DiTParams, data.get("dit", {})),
+            native_size=data.get("native_size", cls.native_size),
         )

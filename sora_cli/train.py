@@ -1,0 +1,451 @@
+"""`sora train`: sora-tiny from scratch on the tiny world, in two stages, resumable at any checkpoint.
+
+Stage 1 trains the video autoencoder alone (reconstruction, object pixels weighted up, noisy latents).
+Stage 2 freezes it and trains the text tower and the DiT with rectified flow on its latents: half the windows
+continue from `context` given latent steps (how long videos are made), one prompt in ten is dropped (for
+classifier-free guidance), and the noise levels lean to the noisy end, where shape and motion are decided.
+Clips are rendered on the fly; in stage 2 they are encoded into a buffer that is refreshed a few clips per
+step, since encoding every clip would cost more than training on it.
+
+Everything is a function of (seed, stage, step), so a run stopped and resumed ends with the same weights as
+one that never stopped. The run folder holds model.safetensors (a sora checkpoint: `--model DIR` renders it;
+EMA weights in stage 2), state.safetensors (raw weights, optimizer moments, the latent buffer) and log.jsonl.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.clips import render_clips
+from .errors import UsageError
+from .evaluate import eval_scenes, run_eval, summarise
+from .models.native import NativeVideoModel, build_model
+from .models.params import ModelParams
+from .models.text import tokenize
+from .weights import FORMAT, save_checkpoint
+
+STAGES = ("vae", "dit")
+SHIPPED_NAME = "sora-tiny.safetensors"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    seed: int = 0
+    size: int = 64
+    vae_steps: int = 1200
+    vae_batch: int = 8
+    vae_frames: int = 17
+    vae_lr: float = 3e-4
+    latent_noise: float = 0.1
+    latent_penalty: float = 1e-4
+    object_weight: float = 4.0
+    dit_steps: int = 4000
+    dit_batch: int = 32
+    dit_lr: float = 3e-4
+    warmup: int = 100
+    buffer: int = 2048  # encoded clips kept for stage 2
+    refresh: int = 3  # new clips rendered and encoded per stage-2 step
+    buffer_latents: int = 13  # latent steps per buffered clip (49 frames): windows start at offsets 0..4
+    cfg_dropout: float = 0.1
+    context_rate: float = 0.5
+    context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
+    sigma_shift: float = 2.0
+    ema: float = 0.999
+    checkpoint_every: int = 100
+    eval_every: int = 500  # 0: no evaluation during training
+
+
+def _generator(recipe: Recipe, stage: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
+    rng = np.random.default_rng([recipe.seed, stage, step])
+    return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+
+def _lr(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then cosine down to a tenth."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class Run:
+    """The run folder: the model, the optimizer state and the log, saved atomically together."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.model_file = self.out / "model.safetensors"
+        self.state_file = self.out / "state.safetensors"
+        self.log_file = self.out / "log.jsonl"
+
+    def exists(self) -> bool:
+        return self.state_file.is_file()
+
+    def save(self, model, stage: str, step: int, recipe: Recipe, tensors: dict[str, torch.Tensor],
+             optimizer: torch.optim.Optimizer | None, ema: dict[str, torch.Tensor] | None) -> None:
+        from safetensors.torch import save_file
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+        state.update({f"extra.{k}": v.contiguous() for k, v in tensors.items()})
+        groups = []
+        if optimizer is not None:
+            sd = optimizer.state_dict()
+            for idx, entry in sd["state"].items():
+                for key, value in entry.items():
+                    state[f"opt.{idx}.{key}"] = torch.as_tensor(value).contiguous()
+            groups = sd["param_groups"]
+        if ema is not None:
+            state.update({f"ema.{k}": v.contiguous() for k, v in ema.items()})
+        meta = {"format": "sora-train/1", "stage": stage, "step": str(step), "recipe": json.dumps(asdict(recipe)),
+                "params": json.dumps(model.params.to_dict()), "param_groups": json.dumps(groups)}
+        tmp = self.state_file.with_name(".state.safetensors.tmp")
+        save_file(state, str(tmp), metadata=meta)
+        shipped = self._shippable(model, ema)
+        save_checkpoint(shipped, self.model_file, family="native")
+        tmp.replace(self.state_file)
+
+    @staticmethod
+    def _shippable(model, ema):
+        if ema is None:
+            return model
+        shipped = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in shipped.named_parameters():
+                if name in ema:
+                    p.copy_(ema[name])
+        return shipped
+
+    def load(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        from safetensors import safe_open
+
+        with safe_open(str(self.state_file), framework="pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != "sora-train/1":
+            raise UsageError(f"{self.state_file} is not a sora training state")
+        return meta, tensors
+
+    def log(self, record: dict) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _restore_optimizer(optimizer, tensors: dict, meta: dict) -> None:
+    groups = json.loads(meta["param_groups"])
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _prefixed(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+class Trainer:
+    def __init__(self, out: Path, recipe: Recipe, params: ModelParams, report: Callable[[str], None]):
+        self.run, self.recipe, self.report = Run(out), recipe, report
+        torch.manual_seed(recipe.seed)
+        self.model: NativeVideoModel = build_model(replace(params, native_size=recipe.size), "cpu")
+        self.model.text.reset_buffers()
+        self.stage, self.step = "vae", 0
+        self.extra: dict[str, torch.Tensor] = {}
+        self.ema: dict[str, torch.Tensor] | None = None
+        self.optimizer = None
+        self._saved_meta, self._saved = None, None
+
+    # ---- resume -------------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        meta, tensors = self.run.load()
+        params = ModelParams.from_dict(json.loads(meta["params"]))
+        self._set_params(params)
+        self.stage, self.step = meta["stage"], int(meta["step"])
+        state = _prefixed(tensors, "model.")
+        if self.stage == "dit" and self.step == 0:  # stage 2 starts text tower and DiT from its own seed
+            self.model.vae.load_state_dict(_prefixed(state, "vae."), strict=True)
+        else:
+            self.model.load_state_dict(state, strict=True)
+        self.model.text.reset_buffers()
+        self.extra = _prefixed(tensors, "extra.")
+        ema = _prefixed(tensors, "ema.")
+        self.ema = ema or None
+        self._saved_meta, self._saved = meta, tensors
+
+    def _set_params(self, params: ModelParams) -> None:
+        self.model.params = params
+        self.model.vae.p = params.vae
+
+    def _make_optimizer(self, parameters, lr, weight_decay) -> None:
+        self.optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
+        if self._saved is not None and any(k.startswith("opt.") for k in self._saved):
+            _restore_optimizer(self.optimizer, self._saved, self._saved_meta)
+        self._saved = None  # only the stage that was interrupted resumes its optimizer
+
+    def checkpoint(self) -> None:
+        self.run.save(self.model, self.stage, self.step, self.recipe, self.extra, self.optimizer, self.ema)
+
+    # ---- stage 1: the autoencoder ---------------------------------------------------------------------------
+    def train_vae(self) -> None:
+        r, vae = self.recipe, self.model.vae
+        vae.train().requires_grad_(True)
+        self._make_optimizer(vae.parameters(), r.vae_lr, 0.0)
+        meter = _Meter()
+        while self.step < r.vae_steps:
+            rng, gen = _generator(r, 1, self.step)
+            clips, _ = render_clips(rng, r.vae_batch, r.vae_frames, r.size)
+            video = torch.from_numpy(clips)
+            latents = vae.encode_raw(video)
+            # noise on the latents teaches the decoder to forgive the DiT's small errors; the penalty keeps
+            # the encoder from outgrowing that noise
+            z = latents + r.latent_noise * latents.detach().std() * torch.randn(latents.shape, generator=gen)
+            recon = vae.decode_raw(z)
+            # the object covers a few percent of the frame: weight its pixels up so it is not averaged away
+            background = video.flatten(2).median(dim=2).values[..., None, None, None]
+            weight = 1 + r.object_weight * ((video - background).abs().amax(1, keepdim=True) > 0.1).float()
+            error = recon - video
+            l1 = (error.abs() * weight).mean() / weight.mean()
+            l2 = (error.pow(2) * weight).mean() / weight.mean()
+            penalty = latents.pow(2).mean()
+            loss = l1 + l2 + r.latent_penalty * penalty
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr(self.step, r.vae_steps, r.vae_lr, r.warmup)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            self.optimizer.step()
+            self.step += 1
+            meter.add(l1=l1.item(), l2=l2.item(), latent=penalty.item())
+            self._tick("vae", r.vae_steps, meter)
+        vae.eval().requires_grad_(False)
+        self._normalise_latents()
+        self.stage, self.step, self.optimizer = "dit", 0, None
+        self.checkpoint()
+
+    @torch.no_grad()
+    def _normalise_latents(self) -> None:
+        """Latent shift and scale so the DiT sees about zero mean, unit variance."""
+        rng, _ = _generator(self.recipe, 1, 10**9)
+        clips, _ = render_clips(rng, 64, 4 * self.recipe.buffer_latents + 1, self.recipe.size)
+        mean = self.model.vae.encode_raw(torch.from_numpy(clips))
+        shift, scale = float(mean.mean()), float(1.0 / mean.std())
+        params = self.model.params
+        self._set_params(replace(params, vae=replace(params.vae, latent_shift=shift, latent_scale=scale)))
+        self.report(f"latents: shift {shift:.4f}, scale {scale:.4f}")
+
+    # ---- stage 2: text tower + DiT ---------------------------------------------------------------------------
+    def _encode_clips(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clips, scenes = render_clips(rng, count, 4 * (self.recipe.buffer_latents - 1) + 1, self.recipe.size)
+        with torch.no_grad():
+            latents = self.model.vae.encode(torch.from_numpy(clips))
+        tokens = tokenize([s.caption for s in scenes], self.model.params.text.context_length)
+        return latents, tokens
+
+    def _fill_buffer(self) -> None:
+        r = self.recipe
+        rng, _ = _generator(r, 2, 10**9)
+        latents, tokens = [], []
+        for start in range(0, r.buffer, 64):
+            lat, tok = self._encode_clips(rng, min(64, r.buffer - start))
+            latents.append(lat)
+            tokens.append(tok)
+            self.report(f"dit: encoding the clip buffer {start + len(lat)}/{r.buffer}")
+        self.extra = {"latents": torch.cat(latents), "tokens": torch.cat(tokens)}
+
+    def _init_stage_two(self) -> None:
+        """Fresh text tower and DiT from (seed, stage 2): stage 2 does not depend on what stage 1 drew."""
+        torch.manual_seed(self.recipe.seed * 1000 + 2)
+        params = self.model.params
+        fresh = build_model(params, "cpu")
+        self.model.text.load_state_dict(fresh.text.state_dict())
+        self.model.dit.load_state_dict(fresh.dit.state_dict())
+        self.model.text.reset_buffers()
+
+    def train_dit(self) -> None:
+        r, model = self.recipe, self.model
+        if self.step == 0 and self.ema is None:
+            self._init_stage_two()
+        if "latents" not in self.extra:
+            self._fill_buffer()
+        trainable = [*model.text.parameters(), *model.dit.parameters()]
+        model.text.train().requires_grad_(True)
+        model.dit.train().requires_grad_(True)
+        if self.ema is None:
+            self.ema = self._ema_source()
+            self.ema = {k: v.detach().clone() for k, v in self.ema.items()}
+        self._make_optimizer(trainable, r.dit_lr, 0.01)
+        empty = tokenize([""], model.params.text.context_length)
+        window, context = model.params.dit.window, model.params.dit.context
+        meter = _Meter()
+        while self.step < r.dit_steps:
+            rng, gen = _generator(r, 2, self.step)
+            # refresh a few buffer slots with newly rendered clips
+            latents_new, tokens_new = self._encode_clips(rng, r.refresh)
+            slots = torch.from_numpy(rng.choice(r.buffer, r.refresh, replace=False))
+            self.extra["latents"][slots], self.extra["tokens"][slots] = latents_new, tokens_new
+            # a batch of windows
+            pick = torch.from_numpy(rng.integers(0, r.buffer, r.dit_batch))
+            max_offset = r.buffer_latents - window
+            offsets = np.where(rng.random(r.dit_batch) < 0.5, 0, rng.integers(1, max_offset + 1, r.dit_batch))
+            x0 = torch.stack([self.extra["latents"][i, :, o : o + window] for i, o in zip(pick.tolist(), offsets)])
+            tokens = self.extra["tokens"][pick].clone()
+            drop = torch.from_numpy(rng.random(r.dit_batch) < r.cfg_dropout)
+            tokens[drop] = empty
+            has_context = torch.from_numpy(rng.random(r.dit_batch) < r.context_rate)
+            context_mask = torch.zeros(r.dit_batch, window, dtype=torch.bool)
+            context_mask[has_context, :context] = True
+            # noise levels: logit-normal, shifted towards the noisy end
+            u = torch.sigmoid(torch.randn(r.dit_batch, generator=gen))
+            sigma = r.sigma_shift * u / (1 + (r.sigma_shift - 1) * u)
+            noise = torch.randn(x0.shape, generator=gen)
+            s = sigma[:, None, None, None, None]
+            xt = (1 - s) * x0 + s * noise
+            a = r.context_noise * torch.rand(r.dit_batch, generator=gen)[:, None, None, None, None]
+            ctx = (1 - a) * x0 + a * torch.randn(x0.shape, generator=gen)
+            keep = context_mask[:, None, :, None, None].float()
+            xt = xt * (1 - keep) + ctx * keep
+            text, mask = model.text(tokens)
+            v = model.dit(xt, sigma, text, mask, ctx, context_mask)
+            weight = 1 - keep
+            loss = ((v - (noise - x0)) ** 2 * weight).sum() / (weight.sum() * x0.shape[1] * x0.shape[3] * x0.shape[4])
+            lr = _lr(self.step, r.dit_steps, r.dit_lr, r.warmup)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            self.optimizer.step()
+            self._update_ema()
+            self.step += 1
+            meter.add(loss=loss.item())
+            self._tick("dit", r.dit_steps, meter)
+            if r.eval_every and (self.step % r.eval_every == 0 or self.step == r.dit_steps):
+                self.evaluate_now()
+        self.stage = "done"
+        self.checkpoint()
+
+    def _ema_source(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.model.named_parameters() if n.startswith(("text.", "dit."))}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.recipe.ema, (1 + self.step) / (10 + self.step))
+        for name, p in self._ema_source().items():
+            self.ema[name].lerp_(p.detach(), 1 - decay)
+
+    def evaluate_now(self, frames: int = 33, seen: int = 6, held_out: int = 6) -> dict:
+        """A quick look with the EMA weights: one window per caption, judged by the checker."""
+        model = Run._shippable(self.model, self.ema).eval()
+        model.text.reset_buffers()
+        results = run_eval(model, eval_scenes(seen, held_out), [0], frames=frames, steps=20, guidance=5.0,
+                           sampler="dpmpp_2m", device=torch.device("cpu"), dtype=torch.float32)
+        summary = summarise(results)
+        self.run.log({"stage": "dit", "step": self.step, "eval": summary})
+        parts = [f"{g} " + " ".join(f"{a} {summary[g][a]:.0%}" for a in ("colour", "shape", "motion", "background",
+                                                                         "present"))
+                 for g in ("seen", "held_out")]
+        self.report(f"dit step {self.step} eval: " + " | ".join(parts))
+        return summary
+
+    # ---- progress -----------------------------------------------------------------------------------------
+    def _tick(self, stage: str, total: int, meter: _Meter) -> None:
+        r = self.recipe
+        if self.step % 20 == 0 or self.step == total:
+            rate = meter.rate()
+            eta = (total - self.step) / rate if rate else 0
+            self.report(f"{stage} step {self.step}/{total} {meter.summary()} {rate:.2f} steps/s "
+                        f"eta {eta / 60:.0f} min")
+        if self.step % r.checkpoint_every == 0 or self.step == total:
+            self.run.log({"stage": stage, "step": self.step, **meter.means()})
+            meter.reset_means()
+            if self.step < total:  # the end of a stage saves itself, with the stage moved on
+                self.checkpoint()
+
+    def fit(self, stop_after: str | None = None) -> Path | None:
+        if self.stage == "vae":
+            self.train_vae()
+        if stop_after == "vae":
+            return None
+        if self.stage == "dit":
+            self.train_dit()
+        return self.export()
+
+    def export(self) -> Path:
+        """The shippable file: EMA weights in fp16 (the norms and the latent statistics lose nothing that shows)."""
+        from .weights import load_native
+
+        model, _ = load_native(self.run.model_file, "cpu", torch.float32)
+        path = self.run.out / SHIPPED_NAME
+        save_checkpoint(model, path, family="native", dtype=torch.float16)
+        return path
+
+
+class _Meter:
+    def __init__(self):
+        self.start, self.steps, self.sums, self.count = time.perf_counter(), 0, {}, 0
+
+    def add(self, **values: float) -> None:
+        self.steps += 1
+        self.count += 1
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def rate(self) -> float:
+        return self.steps / max(time.perf_counter() - self.start, 1e-9)
+
+    def means(self) -> dict:
+        return {k: round(v / max(self.count, 1), 6) for k, v in self.sums.items()}
+
+    def reset_means(self) -> None:
+        self.sums, self.count = {}, 0
+
+    def summary(self) -> str:
+        return " ".join(f"{k} {v:.4f}" for k, v in self.means().items())
+
+
+def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None = None,
+          report: Callable[[str], None] = print, stop_after: str | None = None) -> Path | None:
+    """Runs (or continues) a training run in `out`; returns the exported fp16 checkpoint."""
+    trainer = Trainer(out, recipe, params or ModelParams(), report)
+    if trainer.run.exists():
+        if not resume:
+            raise UsageError(f"{out} already holds a training run; add --resume to continue it, "
+                             "or choose another --out")
+        trainer.resume()
+        saved = Recipe(**json.loads(trainer._saved_meta["recipe"]))
+        if replace(saved, vae_steps=recipe.vae_steps, dit_steps=recipe.dit_steps) != recipe:
+            raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
+        report(f"resuming {out} at {trainer.stage} step {trainer.step}")
+    try:
+        return trainer.fit(stop_after)
+    except KeyboardInterrupt:
+        # no save here: resuming from the last periodic checkpoint replays the same steps exactly
+        report(f"stopped; --resume continues from the last checkpoint in {out}")
+        raise
+
+
+__all__ = ["FORMAT", "Recipe", "STAGES", "Trainer", "run_training", "train"]
+
+
+def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, seed: int, resume: bool) -> Path:
+    """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
+    from functools import partial
+
+    recipe = Recipe(seed=seed)
+    for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps)):
+        if value is not None:
+            if value < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            recipe = replace(recipe, **{name: value})
+    return train(Path(out), recipe, resume=resume, report=partial(print, flush=True))

@@ -1,0 +1,68 @@
+"""`sora train` on a tiny configuration: the loss falls, and a stopped run resumes to the very same weights."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sora_cli import train as training
+from sora_cli.train import Recipe, train
+
+from .conftest import TINY
+
+QUICK = Recipe(size=32, vae_steps=80, vae_batch=2, vae_frames=9, vae_lr=5e-4, dit_steps=60, dit_batch=4,
+               dit_lr=2e-3, warmup=2, buffer=8, refresh=1, buffer_latents=5, checkpoint_every=20, eval_every=0)
+
+
+def losses(run_dir, stage, key):
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r[key] for r in records if r["stage"] == stage and key in r]
+
+
+def test_a_short_run_lowers_both_losses_and_exports_a_checkpoint_sora_can_load(tmp_path):
+    from sora_cli.weights import load_native
+
+    exported = train(tmp_path / "run", QUICK, resume=False, params=TINY, report=lambda _: None)
+    vae_l1, dit_loss = losses(tmp_path / "run", "vae", "l1"), losses(tmp_path / "run", "dit", "loss")
+    assert len(vae_l1) == 4 and len(dit_loss) == 3
+    assert vae_l1[-1] < 0.8 * vae_l1[0]
+    assert dit_loss[-1] < 0.8 * dit_loss[0]
+    model, family = load_native(exported, "cpu", torch.float32)
+    assert family == "native" and model.params.vae.latent_scale != 1.0  # stage 1 measured the latent statistics
+    assert {v.dtype for v in load_file(str(exported)).values()} == {torch.float16}
+
+
+def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch):
+    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "checkpoint_every": 2})
+    train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
+
+    real_save = training.Run.save
+
+    def save_then_stop(self, model, stage, step, *args):
+        real_save(self, model, stage, step, *args)
+        if stage == "dit" and step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Run, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "stopped", recipe, resume=False, params=TINY, report=lambda _: None)
+    monkeypatch.setattr(training.Run, "save", real_save)
+    with pytest.raises(Exception, match="already holds a training run"):
+        train(tmp_path / "stopped", recipe, resume=False, params=TINY, report=lambda _: None)
+    train(tmp_path / "stopped", recipe, resume=True, params=TINY, report=lambda _: None)
+
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vae-steps", "-1"], "--vae-steps must be >= 0"),
+    (["--dit-steps", "-5"], "--dit-steps must be >= 0"),
+])
+def test_bad_training_options_are_one_line_and_exit_2(cli, tmp_path, args, message):
+    code, _, stderr = cli("train", "--out", tmp_path / "run", *args)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
