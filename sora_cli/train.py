@@ -41,7 +41,7 @@ SHIPPED_NAME = "sora-tiny.safetensors"
 class Recipe:
     seed: int = 0
     size: int = 64
-    vae_steps: int = 1200
+    vae_steps: int = 2000
     vae_batch: int = 8
     vae_frames: int = 17
     vae_lr: float = 3e-4
@@ -159,7 +159,6 @@ class Trainer:
         self.run, self.recipe, self.report = Run(out), recipe, report
         torch.manual_seed(recipe.seed)
         self.model: NativeVideoModel = build_model(replace(params, native_size=recipe.size), "cpu")
-        self.model.text.reset_buffers()
         self.stage, self.step = "vae", 0
         self.extra: dict[str, torch.Tensor] = {}
         self.ema: dict[str, torch.Tensor] | None = None
@@ -173,11 +172,11 @@ class Trainer:
         self._set_params(params)
         self.stage, self.step = meta["stage"], int(meta["step"])
         state = _prefixed(tensors, "model.")
-        if self.stage == "dit" and self.step == 0:  # stage 2 starts text tower and DiT from its own seed
+        if self.stage == "vae" or (self.stage == "dit" and self.step == 0):
+            # until stage 2 takes a step only the VAE is trained: stage 2 starts text and DiT from its own seed
             self.model.vae.load_state_dict(_prefixed(state, "vae."), strict=True)
         else:
             self.model.load_state_dict(state, strict=True)
-        self.model.text.reset_buffers()
         self.extra = _prefixed(tensors, "extra.")
         ema = _prefixed(tensors, "ema.")
         self.ema = ema or None
@@ -270,7 +269,6 @@ class Trainer:
         fresh = build_model(params, "cpu")
         self.model.text.load_state_dict(fresh.text.state_dict())
         self.model.dit.load_state_dict(fresh.dit.state_dict())
-        self.model.text.reset_buffers()
 
     def train_dit(self) -> None:
         r, model = self.recipe, self.model
@@ -347,7 +345,6 @@ class Trainer:
     def evaluate_now(self, frames: int = 33, seen: int = 6, held_out: int = 6) -> dict:
         """A quick look with the EMA weights: one window per caption, judged by the checker."""
         model = Run._shippable(self.model, self.ema).eval()
-        model.text.reset_buffers()
         results = run_eval(model, eval_scenes(seen, held_out), [0], frames=frames, steps=20, guidance=5.0,
                            sampler="dpmpp_2m", device=torch.device("cpu"), dtype=torch.float32)
         summary = summarise(results)

@@ -66,7 +66,6 @@ def load_native(path: Path, device, dtype):
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
         raise UsageError(f"{path} does not match its own config: {first}") from None
-    model.text.reset_buffers()
     return model.eval().requires_grad_(False), meta["family"]
 
 

@@ -93,7 +93,26 @@ def test_checkpoint_round_trip_is_exact_and_built_on_meta(tmp_path, model):
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     assert all(not t.is_meta for t in loaded.state_dict().values())
-    assert loaded.text.transformer.attn_mask.isinf().any()  # the causal mask is rebuilt, not left on meta
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_text(["a red circle"])[0], model.encode_text(["a red circle"])[0])
+
+
+def test_text_states_are_causal_each_token_sees_only_those_before_it(model):
+    with torch.no_grad():
+        short, _ = model.encode_text(["a red circle"])
+        long, _ = model.encode_text(["a red circle moving left"])
+    torch.testing.assert_close(short[0, :4], long[0, :4])  # start-of-text, a, red, circle
+
+
+def test_the_cli_path_never_imports_the_open_clip_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sora_cli.models.text import tokenize; tokenize(['a red circle'], 16); "
+            "print(any(m == 'open_clip' or m.startswith('open_clip.') for m in sys.modules), "
+            "'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]  # both cost seconds of start-up
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign"])

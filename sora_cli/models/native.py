@@ -29,7 +29,7 @@ class NativeVideoModel(nn.Module):
         return self.params.vae.temporal_factor
 
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.text.transformer.token_embedding.weight.device
+        device = self.text.token_embedding.weight.device
         tokens = tokenize(prompts, self.params.text.context_length).to(device)
         return self.text(tokens)
 
@@ -63,5 +63,4 @@ def randomize(model: NativeVideoModel, seed: int, std: float = 0.02) -> NativeVi
                 p.fill_(1.0)
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
-    model.text.reset_buffers()
     return model

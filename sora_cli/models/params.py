@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class TextParams:
-    """OpenCLIP text transformer; the tokenizer (49408 BPE tokens) ships inside open-clip-torch."""
+    """CLIP-style causal text transformer over OpenCLIP's 49408 BPE tokens (the vocabulary ships in open-clip)."""
 
     vocab_size: int = 49408
     context_length: int = 32  # prompts in this tool are short; 77 would only add padding

@@ -1,48 +1,76 @@
-"""The text tower: an OpenCLIP text transformer whose per-token states condition the denoiser."""
+"""The text tower: a CLIP-style causal text transformer whose per-token states condition the denoiser.
+
+The tokenizer is OpenCLIP's byte-pair encoder and vocabulary (they ship inside open-clip-torch, so this works
+offline). Its module is loaded on its own: importing the open_clip package pulls in torchvision and
+torch._dynamo, seconds of start-up that a text tower this small does not need.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
-from open_clip.tokenizer import SimpleTokenizer
-from open_clip.transformer import TextTransformer
 from torch import nn
+from torch.nn import functional as F
 
 from .params import TextParams
+
+
+class TextBlock(nn.Module):
+    """Pre-norm residual block: causal self-attention, then a GELU MLP (CLIP's text block)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, w = x.shape
+        q, k, v = self.qkv(self.ln_1(x)).view(b, s, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # each token sees those before it
+        x = x + self.out(attended.transpose(1, 2).reshape(b, s, w))
+        return x + self.mlp(self.ln_2(x))
 
 
 class TextEncoder(nn.Module):
     def __init__(self, p: TextParams):
         super().__init__()
         self.p = p
-        self.transformer = TextTransformer(
-            context_length=p.context_length,
-            vocab_size=p.vocab_size,
-            width=p.width,
-            heads=p.heads,
-            layers=p.layers,
-            output_dim=None,
-            proj_type="none",
-            output_tokens=True,
-        )
-
-    def reset_buffers(self) -> None:
-        """The causal mask is not saved with the weights; rebuild it after loading onto a real device."""
-        device = self.transformer.token_embedding.weight.device
-        self.transformer.attn_mask = self.transformer.build_causal_mask().to(device)
+        self.token_embedding = nn.Embedding(p.vocab_size, p.width)
+        self.positional_embedding = nn.Parameter(torch.randn(p.context_length, p.width) * 0.01)
+        self.blocks = nn.ModuleList(TextBlock(p.width, p.heads) for _ in range(p.layers))
+        self.ln_final = nn.LayerNorm(p.width)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens: (B, S) ids -> per-token states (B, S, width) and a mask (B, S), True up to end-of-text."""
-        _, states = self.transformer(tokens)
-        return states, tokens != 0  # open_clip pads with 0
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_final(x), tokens != 0  # the tokenizer pads with 0
 
 
-_TOKENIZER: SimpleTokenizer | None = None
+_TOKENIZER = None
+
+
+def _simple_tokenizer_class():
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("open-clip-torch is not installed; it provides the tokenizer (pip install open-clip-torch)")
+    path = f"{spec.submodule_search_locations[0]}/tokenizer.py"
+    module_spec = importlib.util.spec_from_file_location("sora_cli._open_clip_tokenizer", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)  # the module has no package-relative imports at load time
+    return module.SimpleTokenizer
 
 
 def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
-    """CLIP BPE tokens (B, context_length); the vocabulary ships inside open-clip-torch, so this works offline."""
+    """CLIP BPE tokens (B, context_length), truncated with end-of-text kept."""
     global _TOKENIZER
     if _TOKENIZER is None:  # building the BPE tables takes a moment: only when first needed
-        _TOKENIZER = SimpleTokenizer(context_length=context_length)
+        _TOKENIZER = _simple_tokenizer_class()(context_length=context_length)
     return _TOKENIZER(texts, context_length=context_length)
-
