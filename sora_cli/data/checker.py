@@ -2,8 +2,8 @@
 
 It reads pixels only (no model), so it can score the renderer's own clips (it must get them all right) and a
 model's decoded clips alike. The background is the frame's median colour; the object is every pixel more than
-half-way from the background to the object's colour; shape comes from how the object fills its bounding box
-(square 1, circle pi/4, triangle 1/2); motion from the object's centroid track, unwrapped across the edges.
+half-way from the background to the object's colour; the shape is the ideal circle, square or triangle of the same
+area and centroid that overlaps the object best; motion comes from the centroid track, unwrapped across the edges.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .world import BACKGROUNDS, COLOURS, SIZE, Scene
+from .world import BACKGROUNDS, COLOURS, SHAPES, SIZE, Scene, signed_distance
 
 ATTRIBUTES = ("colour", "shape", "motion", "background", "present")
 MIN_CONTRAST = 40.0  # RGB distance from the background below which a pixel is background
@@ -67,12 +67,22 @@ def _frame_object(frame: np.ndarray, background: np.ndarray):
 
 
 def _shape(mask: np.ndarray) -> str:
+    """The ideal shape that overlaps the object best, each drawn with the object's area about its centroid.
+
+    Matching whole templates survives soft or slightly rounded edges (a model's output) far better than any
+    single measurement of corners or fill would."""
+    h, w = mask.shape
     ys, xs = np.nonzero(mask)
-    w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
-    fill = mask.sum() / (w * h)
-    if fill > 0.89:
-        return "square"
-    return "circle" if fill > 0.65 else "triangle"
+    cy, cx, area = ys.mean() + 0.5, xs.mean() + 0.5, len(xs)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    half_extent = {"circle": np.sqrt(area / np.pi), "square": np.sqrt(area) / 2, "triangle": np.sqrt(area / np.sqrt(3))}
+    best, best_iou = "circle", -1.0
+    for shape in SHAPES:
+        template = signed_distance(shape, gx - cx, gy - cy, half_extent[shape]) < 0
+        iou = (mask & template).sum() / max((mask | template).sum(), 1)
+        if iou > best_iou:
+            best, best_iou = shape, iou
+    return best
 
 
 def _motion(track: list[tuple[int, float, float]], fps: float) -> str:

@@ -117,7 +117,7 @@ def centre(scene: Scene, t: float, aspect: float) -> tuple[float, float]:
     return float(x[0]), float(y[0])
 
 
-def _signed_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarray:
+def signed_distance(shape: str, px: np.ndarray, py: np.ndarray, r: float) -> np.ndarray:
     """Distance to the shape's edge (negative inside), in pixels; r is half the shape's extent in pixels."""
     if shape == "circle":
         return np.hypot(px, py) - r
@@ -142,7 +142,7 @@ def render(scene: Scene, frames: int, width: int = 64, height: int = 64, fps: fl
     py = np.arange(height, dtype=np.float32)[None, :] + 0.5
     dx = (px - cx[:, None] * width + width / 2) % width - width / 2  # (F, W)
     dy = (py - cy[:, None] * height + height / 2) % height - height / 2  # (F, H)
-    d = _signed_distance(scene.shape, dx[:, None, :], dy[:, :, None], r)  # (F, H, W)
+    d = signed_distance(scene.shape, dx[:, None, :], dy[:, :, None], r)  # (F, H, W)
     coverage = np.clip(0.5 - d, 0.0, 1.0)[..., None]
     colour = np.array(COLOURS[scene.colour], np.float32)
     background = np.array(BACKGROUNDS[scene.background], np.float32)
