@@ -56,31 +56,23 @@ def window_plan(total: int, window: int, context: int) -> list[int]:
 
 
 def denoise(model, noise, sigmas, sampler, guidance, text, mask, context=None, context_mask=None, callback=None):
-    """Integrates one batch of windows from noise to latents. Context positions start at their given latents
-    and get zero velocity, so they stay exactly as given while the rest is denoised around them."""
-    b = noise.shape[0]
-    keep = None
+    """Integrates one batch of windows from noise to latents. `text` holds the conditional rows, then (with
+    guidance) as many unconditional ones. Context positions start at their given latents and get zero
+    velocity, so they stay exactly as given while the rest is denoised around them."""
+    rows = 1 if guidance == 1.0 else 2  # guidance 1 is the conditional model alone: no second pass
+    keep, given = None, {}
     if context is not None:
         keep = context_mask[:, None, :, None, None].to(noise.dtype)
         noise = noise * (1 - keep) + context * keep
-        context_mask = context_mask.repeat(2, 1) if guidance != 1.0 else context_mask
-        context2 = torch.cat([context, context]) if guidance != 1.0 else context
+        given = {"context": context.repeat(rows, 1, 1, 1, 1), "context_mask": context_mask.repeat(rows, 1)}
 
     def dit(x, sigma):
-        n = x.shape[0]
-        s = torch.full((n,), sigma, device=x.device, dtype=x.dtype)
-        if context is None:
-            return model.dit(x, s, text[:n], mask[:n])
-        return model.dit(x, s, text[:n], mask[:n], context2[:n], context_mask[:n])
+        x = x.repeat(rows, 1, 1, 1, 1)
+        v = model.dit(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype), text, mask, **given)
+        return v.chunk(rows)
 
-    if guidance == 1.0:  # guidance 1 is the conditional model alone: skip the second pass
-        velocity = dit
-    else:  # text holds b conditional rows, then b unconditional ones
-        velocity = classifier_free_guidance(lambda x, sigma: dit(torch.cat([x, x]), sigma).chunk(2), guidance)
-    if keep is not None:
-        inner = velocity
-        velocity = lambda x, sigma: inner(x, sigma) * (1 - keep)  # noqa: E731
-    assert text.shape[0] == (b if guidance == 1.0 else 2 * b)
+    guided = classifier_free_guidance(dit, guidance) if rows == 2 else (lambda x, sigma: dit(x, sigma)[0])
+    velocity = guided if keep is None else (lambda x, sigma: guided(x, sigma) * (1 - keep))
     return SAMPLERS[sampler](velocity, noise, sigmas, callback)
 
 
