@@ -74,7 +74,13 @@ def summarise(results: list[ClipResult]) -> dict:
         if rows:
             summary[group] = {a: round(sum(r.correct[a] for r in rows) / len(rows), 4) for a in ATTRIBUTES}
             summary[group]["clips"] = len(rows)
-    summary["seconds_per_clip"] = round(sum(r.seconds for r in results) / max(len(results), 1), 3)
+    n = max(len(results), 1)
+    summary["steadiness"] = {  # flicker: how steady the background, colour and shape stay within a clip
+        "background_drift_rgb_max": round(max((r.verdict["background_drift"] for r in results), default=0.0), 1),
+        "colour_agreement_mean": round(sum(r.verdict["colour_agreement"] for r in results) / n, 4),
+        "shape_agreement_mean": round(sum(r.verdict["shape_agreement"] for r in results) / n, 4),
+    }
+    summary["seconds_per_clip"] = round(sum(r.seconds for r in results) / n, 3)
     return summary
 
 
@@ -84,6 +90,10 @@ def format_table(summary: dict) -> str:
     for g in groups:
         row = summary[g]
         lines.append(f"{g:<11}" + "".join(f"{row[a]:>10.0%} " for a in ATTRIBUTES) + f"{row['clips']:>7}")
+    steady = summary["steadiness"]
+    lines.append(f"steadiness: background drifts at most {steady['background_drift_rgb_max']:.1f} RGB levels; "
+                 f"object frames agreeing on colour {steady['colour_agreement_mean']:.0%}, "
+                 f"on shape {steady['shape_agreement_mean']:.0%}")
     lines.append(f"seconds per clip: {summary['seconds_per_clip']:.2f}")
     return "\n".join(lines)
 

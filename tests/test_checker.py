@@ -44,3 +44,12 @@ def test_an_empty_clip_shows_no_object():
     verdict = judge(blank, fps=24)
     assert verdict.present == 0 and verdict.background == "navy" and verdict.colour is None
     assert not score(verdict, Scene("red", "circle", "standing still", "navy"))["present"]
+
+
+def test_steadiness_of_the_renderers_clips_is_perfect_and_flicker_is_caught():
+    clip = render(Scene("green", "square", "bouncing", "navy", 0.5, 0.5), 48, fps=24)
+    steady = judge(clip, fps=24)
+    assert steady.background_drift < 1 and steady.colour_agreement == 1 and steady.shape_agreement == 1
+    flicker = clip.copy()
+    flicker[::2] = np.clip(flicker[::2].astype(int) + 40, 0, 255).astype(np.uint8)  # every other frame lighter
+    assert judge(flicker, fps=24).background_drift > 15

@@ -14,6 +14,8 @@ def test_eval_prints_a_table_and_writes_a_json_report(cli, tiny_checkpoint, tmp_
     assert len(report["clips"]) == 2 and [c["held_out"] for c in report["clips"]] == [False, True]
     for group in ("seen", "held_out"):
         assert set(report["summary"][group]) == {"colour", "shape", "motion", "background", "present", "clips"}
+    assert set(report["summary"]["steadiness"]) == {"background_drift_rgb_max", "colour_agreement_mean",
+                                                    "shape_agreement_mean"}
     assert report["summary"]["seconds_per_clip"] > 0 and report["settings"]["frames"] == 9
 
 

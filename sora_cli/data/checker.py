@@ -26,6 +26,9 @@ class Verdict:
     shape: str | None
     motion: str | None
     present: float  # share of frames where an object of about the right size is visible
+    background_drift: float = 0.0  # flicker: the largest change of any frame's background from the clip's (RGB)
+    colour_agreement: float = 0.0  # steadiness: share of object frames showing the clip's majority colour
+    shape_agreement: float = 0.0  # ... and its majority shape
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,7 +113,8 @@ def judge(frames: np.ndarray, fps: float) -> Verdict:
     """frames: (F, H, W, 3) uint8 of one clip."""
     video = frames.astype(np.float64)
     f, h, w, _ = video.shape
-    background = np.median(video.reshape(f, -1, 3), axis=1).mean(axis=0)
+    per_frame = np.median(video.reshape(f, -1, 3), axis=1)  # (F, 3): each frame's background
+    background = per_frame.mean(axis=0)
     expected_area = (SIZE * min(h, w)) ** 2
     colours, shapes, track = [], [], []
     for i, frame in enumerate(video):
@@ -130,12 +134,18 @@ def judge(frames: np.ndarray, fps: float) -> Verdict:
     def majority(values):
         return max(set(values), key=values.count) if values else None
 
+    def agreement(values):
+        return values.count(majority(values)) / len(values) if values else 0.0
+
     return Verdict(
         background=_nearest(background, BACKGROUNDS),
         colour=majority(colours),
         shape=majority(shapes),
         motion=_motion(track, fps) if track else None,
         present=len(track) / f,
+        background_drift=float(np.abs(per_frame - background).max()),
+        colour_agreement=agreement(colours),
+        shape_agreement=agreement(shapes),
     )
 
 
