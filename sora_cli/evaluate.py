@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .data.checker import ATTRIBUTES, judge, score
+from .data.clips import FPS  # clips are judged at the frame rate the model was trained on
 from .data.world import Scene, is_held_out, sample_scene
 from .errors import UsageError
-
-FPS = 24
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,8 @@ def render_clip(model, caption: str, seed: int, frames: int, steps: int, guidanc
     from .pipeline import Job, generate
 
     size = model.params.native_size
-    k = model.temporal_factor
     job = Job(prompt=caption, negative="", seed=seed, steps=steps, guidance=guidance, sampler=sampler, shift=None,
-              width=size, height=size, frames=frames, generated_frames=frames + (-(frames - 1)) % k)
+              width=size, height=size, frames=frames, generated_frames=model.frame_count(frames))
     return np.concatenate(list(generate(model, job, device, dtype)))
 
 

@@ -31,9 +31,8 @@ from .evaluate import eval_scenes, run_eval, summarise
 from .models.native import NativeVideoModel, build_model
 from .models.params import ModelParams
 from .models.text import tokenize
-from .weights import FORMAT, save_checkpoint
+from .weights import save_checkpoint
 
-STAGES = ("vae", "dit")
 SHIPPED_NAME = "sora-tiny.safetensors"
 
 
@@ -281,8 +280,7 @@ class Trainer:
         model.text.train().requires_grad_(True)
         model.dit.train().requires_grad_(True)
         if self.ema is None:
-            self.ema = self._ema_source()
-            self.ema = {k: v.detach().clone() for k, v in self.ema.items()}
+            self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
         self._make_optimizer(trainable, r.dit_lr, 0.01)
         empty = tokenize([""], model.params.text.context_length)
         window, context = model.params.dit.window, model.params.dit.context
@@ -447,8 +445,6 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
         report(f"stopped; --resume continues from the last checkpoint in {out}")
         raise
 
-
-__all__ = ["FORMAT", "Recipe", "STAGES", "Trainer", "run_training", "train"]
 
 
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, seed: int, resume: bool) -> Path:

@@ -47,8 +47,7 @@ class NativeBackend:
         return cls(model, model_id, device, dtype, compiled, notes)
 
     def frame_count(self, frames: int) -> int:
-        k = self.model.temporal_factor
-        return frames + (-(frames - 1)) % k
+        return self.model.frame_count(frames)
 
     def check_size(self, width: int, height: int) -> None:
         m = OUTPUT_MULTIPLE

@@ -28,6 +28,10 @@ class NativeVideoModel(nn.Module):
     def temporal_factor(self) -> int:
         return self.params.vae.temporal_factor
 
+    def frame_count(self, frames: int) -> int:
+        """The smallest count >= frames that the VAE's 4k+1 rule allows."""
+        return frames + (-(frames - 1)) % self.temporal_factor
+
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.text.token_embedding.weight.device
         tokens = tokenize(prompts, self.params.text.context_length).to(device)
