@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_PROMPT ?= a red circle moving left on a black background
+DEMO_PROMPT ?= a blue circle moving left on a black background
 
 .PHONY: install dev demo test lint bench docs model eval clean
 
@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 demo: install
-	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 3 -o out/demo.mp4 --contact-sheet --overwrite
+	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 0 -o out/demo.mp4 --contact-sheet --overwrite
 
 # Trains sora-tiny from scratch (about 2 hours on 2 CPU cores; stop it any time, run it again to continue)
 # and installs the result as the packaged weights.

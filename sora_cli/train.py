@@ -56,6 +56,7 @@ class Recipe:
     buffer_latents: int = 13  # latent steps per buffered clip (49 frames): windows start at offsets 0..4
     cfg_dropout: float = 0.1
     context_rate: float = 0.3
+    first_context_rate: float = 0.0  # of the other windows, those given only their first latent step (sign of motion)
     motion_weight: float = 1.0  # stage 2: error on latent changes between steps (see Trainer._dit_loss)
     context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
     sigma_shift: float = 2.0
@@ -302,6 +303,9 @@ class Trainer:
             has_context = torch.from_numpy(rng.random(r.dit_batch) < r.context_rate)
             context_mask = torch.zeros(r.dit_batch, window, dtype=torch.bool)
             context_mask[has_context, :context] = True
+            if r.first_context_rate:  # only the start is given: which way it moves must come from the words
+                first_only = ~has_context & torch.from_numpy(rng.random(r.dit_batch) < r.first_context_rate)
+                context_mask[first_only, :1] = True
             # noise levels: logit-normal, shifted towards the noisy end
             u = torch.sigmoid(torch.randn(r.dit_batch, generator=gen))
             sigma = r.sigma_shift * u / (1 + (r.sigma_shift - 1) * u)

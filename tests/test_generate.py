@@ -134,7 +134,10 @@ def test_progress_lines_in_logs_and_silence_with_quiet(cli, tiny_checkpoint, tmp
     assert stdout == "" and stderr == ""
 
 
-def test_untrained_embedded_model_warns_and_still_renders(cli, tmp_path):
+def test_an_install_without_the_weights_warns_and_still_renders(cli, tmp_path, monkeypatch):
+    from sora_cli.backends import native
+
+    monkeypatch.setattr(native, "packaged_weights", lambda name: tmp_path / "not-installed" / name)
     code, stdout, stderr = cli("generate", "a red circle", "--preset", "smoke", "--frames", 3, "-o", tmp_path / "s.mp4")
     assert code == 0
     assert "warning: sora-tiny has no trained weights" in stderr

@@ -40,11 +40,14 @@ class TextEncoder(nn.Module):
     def __init__(self, p: TextParams):
         super().__init__()
         self.p = p
-        self.token_embedding = nn.Embedding(p.vocab_size, p.width)
-        self.positional_embedding = nn.Parameter(torch.randn(p.context_length, p.width) * 0.01)
+        weight, position = torch.empty(p.vocab_size, p.width), torch.empty(p.context_length, p.width)
+        if not weight.is_meta:  # random init on meta would only cost time (it imports torch._dynamo: ~1 s)
+            nn.init.normal_(weight, std=0.02)
+            nn.init.normal_(position, std=0.01)
+        self.token_embedding = nn.Embedding(p.vocab_size, p.width, _weight=weight)
+        self.positional_embedding = nn.Parameter(position)
         self.blocks = nn.ModuleList(TextBlock(p.width, p.heads) for _ in range(p.layers))
         self.ln_final = nn.LayerNorm(p.width)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens: (B, S) ids -> per-token states (B, S, width) and a mask (B, S), True up to end-of-text."""
