@@ -74,17 +74,16 @@ def run_batch(
         plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # model, device, dtype and compile are the batch's, not a row's
     backend = load_backend(shared.model, device=shared.device, dtype=shared.dtype, compile=shared.compile)
-    jobs = []
+    jobs, row_notes = [], []
     for row, settings, output in plans:
         try:
-            jobs.append((row, settings, output, make_job(row.prompt, settings, backend)))
+            job, notes = make_job(row.prompt, settings, backend)
         except UsageError as exc:
             raise UsageError(f"{row.source}: {exc}") from None
-    for note in backend.notes:
+        jobs.append((row, settings, output, job))
+        row_notes.extend(f"{row.source}: {note}" for note in [*notes, *backend.prompt_notes(row.prompt)])
+    for note in [*backend.notes, *row_notes]:
         warn(note)
-    for row, *_ in jobs:
-        for note in backend.prompt_notes(row.prompt):
-            warn(f"{row.source}: {note}")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for row, settings, output, job in jobs:

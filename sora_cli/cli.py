@@ -186,8 +186,10 @@ def presets_list() -> None:
     """List preset names, where each comes from, and what it is for."""
     from .presets import preset_names, resolve_preset
 
-    for name, origin in preset_names().items():
-        print(f"{name:<16} {origin:<13} {resolve_preset(name).description}")
+    names = preset_names()
+    width = max(map(len, names), default=0)
+    for name, origin in names.items():
+        print(f"{name:<{width}}  {origin:<13} {resolve_preset(name).description}")
 
 
 @presets_app.command("show")
@@ -202,17 +204,29 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or YAML f
 
 @models_app.command("list")
 def models_list(json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Id, family, parameters, native size, frame rule, tasks and whether the weights are here."""
+    """Every model: family, size, frame rule, fps, tasks, memory, its preset's recipe and whether it is here."""
     from .info import model_rows
 
     rows = model_rows()
     if json_:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'id':<12} {'family':<8} {'params':>8} {'native':<9} {'frames':<7} {'tasks':<6} weights")
-    for r in rows:
-        print(f"{r['id']:<12} {r['family']:<8} {r['parameters'] / 1e6:>7.1f}M {r['native_size']:<9} "
-              f"{r['frame_rule']:<7} {','.join(r['tasks']):<6} {'present' if r['weights_present'] else 'missing'}")
+    columns = [("id", "id"), ("family", "family"), ("params", "parameters"), ("native", "native_size"),
+               ("frames", "frame_rule"), ("fps", "fps"), ("tasks", "tasks"), ("VRAM GB", "vram_gb"),
+               ("steps", "steps"), ("guidance", "guidance"), ("weights", "weights_state")]
+    cells = [[", ".join(r[k]) if isinstance(r[k], list) else str(r[k] if r[k] is not None else "-") for _, k in columns]
+             for r in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _) in enumerate(columns)]
+    for line in [[title for title, _ in columns], *cells]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+@models_app.command("pull")
+def models_pull(model_id: Annotated[str, typer.Argument(help="A model id from sora models list.", show_default=False)]) -> None:
+    """Download a model's weights into the Hugging Face cache (HF_HOME; HF_TOKEN for gated repos), with progress."""
+    from .weights import pull_model
+
+    print(pull_model(model_id))
 
 
 def main(argv: list[str] | None = None) -> None:

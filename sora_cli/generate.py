@@ -8,7 +8,16 @@ from pathlib import Path
 from .errors import UsageError
 from .presets import Preset, resolve_preset
 from .recipe import RECIPE_SETTINGS, load_recipe
-from .render import RenderResult, check_output, check_prompt, default_output, make_job, new_seed, render_to_file
+from .render import (
+    RenderResult,
+    check_output,
+    check_prompt,
+    check_request,
+    default_output,
+    make_job,
+    new_seed,
+    render_to_file,
+)
 from .settings import check_setting
 
 
@@ -42,8 +51,15 @@ def resolve_settings(preset_ref: str | None, flags: dict, from_path: Path | None
     if from_path is not None:
         prompt, recipe_preset, layer = recipe_layer(from_path)
         preset_ref = preset_ref or recipe_preset
-    preset = resolve_preset(preset_ref or "default")
+    preset = resolve_preset(preset_ref or model_preset(flags.get("model")))
     return prompt, preset.with_overrides({**layer, **check_flags(flags)})
+
+
+def model_preset(model: str | None) -> str:
+    """With --model and no --preset, a registry model renders with its own preset (its published recipe)."""
+    from .registry import MODELS
+
+    return MODELS[model].preset if model in MODELS else "default"
 
 
 def run_generate(
@@ -59,10 +75,11 @@ def run_generate(
         preset = preset.with_overrides({"seed": new_seed()})
     output = output if output is not None else default_output(prompt, preset.seed)
     check_output(output, overwrite, contact_sheet)
+    check_request(preset)
     started = time.perf_counter()
     backend = load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile)
-    job = make_job(prompt, preset, backend)
-    for note in [*backend.notes, *backend.prompt_notes(prompt)]:
+    job, job_notes = make_job(prompt, preset, backend)
+    for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
         warn(note)
     return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started,
                           contact_sheet=contact_sheet)

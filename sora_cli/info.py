@@ -9,16 +9,27 @@ from .weights import packaged_weights
 
 
 def model_rows() -> list[dict]:
-    from .models.native import count_parameters
+    """One row per registry model, with its preset's recipe and where its weights stand on this machine."""
+    from .presets import resolve_preset
+    from .weights import hub_folder
 
     rows = []
     for spec in MODELS.values():
+        preset = resolve_preset(spec.preset)
+        if spec.weights:
+            location = packaged_weights(spec.weights)
+            state = "packaged" if location.is_file() else "missing"
+        else:
+            location = hub_folder(spec.repo, spec.revision)
+            state = "pulled" if location else "not pulled"
         rows.append({
-            "id": spec.id, "family": spec.family, "parameters": count_parameters(spec.params),
-            "native_size": f"{spec.native_size[0]}x{spec.native_size[1]}", "frame_rule": spec.frame_rule,
-            "size_multiple": spec.size_multiple, "fps": spec.fps, "tasks": list(spec.tasks),
-            "weights": str(packaged_weights(spec.weights)),
-            "weights_present": packaged_weights(spec.weights).is_file(),
+            "id": spec.id, "family": spec.family, "description": spec.description, "parameters": spec.parameters,
+            "repo": spec.repo, "native_size": f"{spec.native_size[0]}x{spec.native_size[1]}",
+            "frame_rule": spec.frame_rule, "size_multiple": spec.size_multiple, "fps": spec.fps,
+            "tasks": list(spec.tasks), "vram_gb": spec.vram_gb, "published_speed": spec.published_speed,
+            "steps": preset.steps, "guidance": preset.guidance, "shift": preset.shift,
+            "negative_prompt": preset.negative, "weights": str(location) if location else None,
+            "weights_state": state,
         })
     return rows
 
@@ -53,7 +64,7 @@ def system_info() -> dict:
         "default_dtype": pick_dtype("auto", devices[0]),
         "cpu_threads": torch.get_num_threads(),
         "encoders": encoders(),
-        "weights": {spec.id: str(packaged_weights(spec.weights)) for spec in MODELS.values()},
+        "weights": {spec.id: str(packaged_weights(spec.weights)) for spec in MODELS.values() if spec.weights},
         "sora_home": str(sora_home()),
         "presets": {"shipped": str(shipped_dir()), "user": str(user_dir())},
     }

@@ -31,7 +31,7 @@ def sidecar_path(video: Path) -> Path:
 
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for dist in ("sora-cli", "torch", "open-clip-torch", "av", "numpy", "safetensors"):
+    for dist in ("sora-cli", "torch", "open-clip-torch", "av", "numpy", "safetensors", "diffusers", "transformers"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

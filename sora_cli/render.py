@@ -73,14 +73,27 @@ def check_prompt(prompt: str | None) -> str:
     return prompt.strip()
 
 
-def make_job(prompt: str, preset: Preset, backend) -> Job:
-    backend.check_size(preset.width, preset.height)
+def check_request(preset: Preset) -> None:
+    """What the registry knows about a named model, checked before it loads (a big one takes minutes)."""
+    from .registry import MODELS
+
+    spec = MODELS.get(preset.model)
+    if spec is None:
+        return
+    try:
+        spec.frames.count(preset.frames)
+    except ValueError as exc:
+        raise UsageError(f"{spec.id} renders {exc}; asked for {preset.frames}") from None
+
+
+def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
+    """The job for one video and the notices about it (a size snapped to the model's multiple)."""
+    width, height, note = backend.fit_size(preset.width, preset.height)
     return Job(
         prompt=prompt, negative=preset.negative, seed=preset.seed if preset.seed is not None else new_seed(),
         steps=preset.steps, guidance=preset.guidance, sampler=preset.sampler, shift=preset.shift,
-        width=preset.width, height=preset.height, frames=preset.frames,
-        generated_frames=backend.frame_count(preset.frames),
-    )
+        width=width, height=height, frames=preset.frames, generated_frames=backend.frame_count(preset.frames),
+    ), [note] if note else []
 
 
 def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:

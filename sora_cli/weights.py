@@ -85,3 +85,61 @@ def packaged_weights(filename: str) -> Path:
     """Where the package keeps an embedded model's weights (present or not)."""
     return Path(__file__).parent / "weights" / filename
 
+
+
+# ---- the Hugging Face hub (open models in diffusers format) -------------------------------------------------
+# Only what diffusers loads: configs, tokenizers and safetensors weights; never pickled checkpoints.
+HUB_IGNORE = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*.h5", "*.onnx", "*.gguf", "*.mp4", "*.gif"]
+
+
+def hub_folder(repo: str, revision: str | None) -> Path | None:
+    """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        return None
+    return folder if (folder / "model_index.json").is_file() else None
+
+
+def pull(repo: str, revision: str | None) -> Path:
+    """Downloads a diffusers-format repo into the hub cache with progress bars; HF_TOKEN opens gated repos."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE))
+    except GatedRepoError:
+        raise UsageError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set HF_TOKEN") \
+            from None
+    except RepositoryNotFoundError:
+        raise UsageError(f"{repo} was not found on the hub (or it is private and HF_TOKEN is not set)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot download {repo} from the Hugging Face hub: {first}") from None
+
+
+def pull_model(model_id: str) -> Path:
+    """`sora models pull ID`: the registry entry's repo at its pinned revision, into the hub cache."""
+    from .registry import get_spec
+
+    spec = get_spec(model_id)
+    if spec.repo is None:
+        raise UsageError(f"{model_id} ships inside the package; there is nothing to pull")
+    return pull(spec.repo, spec.revision)
+
+
+def diffusers_folder(path: Path) -> dict | None:
+    """model_index.json of a local diffusers-format folder, or None when `path` is not one."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{index} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or "_class_name" not in data:
+        raise UsageError(f"{index} names no pipeline class")
+    return data

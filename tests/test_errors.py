@@ -15,7 +15,7 @@ BAD = [
     (["generate", "x", "--frames", "-3", "-o", "{d}/v.mp4"], "frames must be between 1 and"),
     (["generate", "x", "--width", "100", "-o", "{d}/v.mp4"], "width 100 is not a multiple of 16"),
     (["generate", "x", "--height", "4096", "-o", "{d}/v.mp4"], "height must be between 16 and 2048"),
-    (["generate", "x", "--preset", "nope", "-o", "{d}/v.mp4"], "unknown preset 'nope'; valid: default, smoke"),
+    (["generate", "x", "--preset", "nope", "-o", "{d}/v.mp4"], "unknown preset 'nope'; valid: cogvideox-2b"),
     (["generate", "x", "--preset", "{d}/missing.yaml", "-o", "{d}/v.mp4"], "preset file not found"),
     (["generate", "x", "--model", "nope", "-o", "{d}/v.mp4"], "unknown model 'nope'; valid: sora-tiny"),
     (["generate", "x", "--model", "{d}/missing.safetensors", "-o", "{d}/v.mp4"], "checkpoint not found"),

@@ -30,7 +30,10 @@ def test_help_and_presets_do_not_import_torch(args):
 def test_console_script_starts_and_lists_presets():
     done = sora_process("presets", "list")
     assert done.returncode == 0
-    assert [line.split()[0] for line in done.stdout.splitlines()] == ["default", "smoke"]
+    from sora_cli.registry import MODELS
+
+    listed = [line.split()[0] for line in done.stdout.splitlines()]
+    assert listed == sorted({"smoke", *(spec.preset for spec in MODELS.values())})
 
 
 def test_models_list_and_info_describe_this_install():

@@ -23,8 +23,9 @@ class Backend(Protocol):
     def frame_count(self, frames: int) -> int:
         """The smallest count >= frames that the model's frame rule allows."""
 
-    def check_size(self, width: int, height: int) -> None:
-        """Raises UsageError naming the rule when the model cannot render this size."""
+    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
+        """The size it will render and a notice when that differs from the request (snapped to the model's
+        multiple); UsageError naming the rule when it cannot render near it."""
 
     def prompt_notes(self, prompt: str) -> list[str]:
         """Warnings about a prompt the model will not understand (it still renders)."""
@@ -34,14 +35,32 @@ class Backend(Protocol):
 
 
 # family -> "module:class"; third-party families register the same way.
-BACKENDS = {"native": "sora_cli.backends.native:NativeBackend"}
+BACKENDS = {
+    "native": "sora_cli.backends.native:NativeBackend",
+    **{family: "sora_cli.backends.open_models:DiffusersBackend"
+       for family in ("ltx-video", "wan", "cogvideox", "mochi", "hunyuanvideo")},
+}
+
+
+def model_family(model_ref: str) -> str:
+    """The family of a registry id, a native .safetensors checkpoint or a diffusers-format folder."""
+    from ..registry import get_spec, pipeline_family
+    from ..weights import checkpoint_path, diffusers_folder, read_metadata
+
+    path = checkpoint_path(model_ref)
+    if path is None:
+        return get_spec(model_ref).family
+    if path.is_dir():
+        if (index := diffusers_folder(path)) is not None:
+            return pipeline_family(index["_class_name"])[0]
+        if not (path / "model.safetensors").is_file():
+            raise UsageError(f"{path} is not a checkpoint: expected model_index.json (a diffusers folder) "
+                             "or model.safetensors (a sora native checkpoint)")
+    return read_metadata(path)["family"]
 
 
 def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | None) -> Backend:
-    from ..registry import get_spec
-    from ..weights import checkpoint_path, read_metadata
-
-    family = read_metadata(path)["family"] if (path := checkpoint_path(model_ref)) else get_spec(model_ref).family
+    family = model_family(model_ref)
     if family not in BACKENDS:
         raise UsageError(f"no backend for model family '{family}'; available: {', '.join(BACKENDS)}")
     module, cls = BACKENDS[family].split(":")

@@ -49,13 +49,14 @@ class NativeBackend:
     def frame_count(self, frames: int) -> int:
         return self.model.frame_count(frames)
 
-    def check_size(self, width: int, height: int) -> None:
+    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
         m = OUTPUT_MULTIPLE
         for name, value in (("width", width), ("height", height)):
             if value % m:
                 lower, upper = value // m * m, (value // m + 1) * m
                 raise UsageError(f"{name} {value} is not a multiple of {m}, which {self.model_id} needs; "
                                  f"try {lower or upper} or {upper}")
+        return width, height, None
 
     def prompt_notes(self, prompt: str) -> list[str]:
         """Native checkpoints are trained on the tiny world: name the words it never saw."""
