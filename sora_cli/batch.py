@@ -53,7 +53,7 @@ def run_batch(
 
     `--seed` is the batch seed: row i gets seed + i unless it names its own.
     """
-    from .backends import load_backend
+    from .backends import backend_for
 
     ext = ext if ext.startswith(".") else f".{ext}"
     if ext not in FORMATS:
@@ -73,7 +73,7 @@ def run_batch(
         check_target(output, overwrite)
         plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # model, device, dtype and compile are the batch's, not a row's
-    backend = load_backend(shared.model, device=shared.device, dtype=shared.dtype, compile=shared.compile)
+    backend = backend_for(shared)
     jobs, row_notes = [], []
     for row, settings, output in plans:
         try:

@@ -34,6 +34,10 @@ Model = Annotated[Optional[str], typer.Option(help="Model id (sora models list) 
 Device = Annotated[Optional[str], typer.Option(help="auto, cuda, mps or cpu.")]
 Dtype = Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")]
 Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the DiT blocks [default: on for CUDA].")]
+Offload = Annotated[Optional[str], typer.Option(help="Open models: auto, none, model, sequential or group CPU offload.")]
+VaeTiling = Annotated[Optional[bool], typer.Option("--vae-tiling/--no-vae-tiling", help="Open models: decode in spatial tiles [default: on when offloaded].")]
+Cache = Annotated[Optional[str], typer.Option(help="Open models: none, first-block, taylorseer, pab or faster (reuse work between steps).")]
+CacheThreshold = Annotated[Optional[float], typer.Option(help="first-block: residual threshold (0.05); taylorseer: steps between full passes (5).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no messages, errors aside.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback when something fails.")]
@@ -55,7 +59,9 @@ def generate(
     guidance: Guidance = None, negative: Negative = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed; the same seed gives the same video [default: random, recorded].")] = None,
     sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
-    dtype: Dtype = None, compile: Compile = None,
+    dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
+    cache: Cache = None, cache_threshold: CacheThreshold = None,
+    image: Annotated[Optional[Path], typer.Option(help="Image-to-video: the first frame (models with the i2v task).")] = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Render again from a video or recipe .json (flags override it).")] = None,
     overwrite: Overwrite = False,
     contact_sheet: Annotated[bool, typer.Option("--contact-sheet", help="Also write a PNG grid of frames beside the video (<output>.png).")] = False,
@@ -68,7 +74,8 @@ def generate(
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
                    negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
-                   compile=compile)
+                   compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
+                   cache_threshold=cache_threshold, image=str(image) if image else None)
     reporter = make_reporter(quiet)
     try:
         result = run_generate(prompt, flags=flags, preset_ref=preset, from_path=from_, output=output,
@@ -90,7 +97,8 @@ def batch(
     guidance: Guidance = None, negative: Negative = None,
     seed: Annotated[Optional[int], typer.Option(help="Batch seed: row i gets seed + i unless it names one [default: random].")] = None,
     sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
-    dtype: Dtype = None, compile: Compile = None,
+    dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
+    cache: Cache = None, cache_threshold: CacheThreshold = None,
     format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
     overwrite: Overwrite = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object per row on stdout.")] = False,
@@ -109,7 +117,8 @@ def batch(
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
                    negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
-                   compile=compile)
+                   compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
+                   cache_threshold=cache_threshold)
     reporter = make_reporter(quiet)
     try:
         results = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format, overwrite=overwrite,

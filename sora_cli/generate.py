@@ -67,7 +67,7 @@ def run_generate(
     overwrite: bool, progress, warn, contact_sheet: bool = False,
 ) -> RenderResult:
     """Validates everything it can before loading the model; `warn` gets notes for the user."""
-    from .backends import load_backend
+    from .backends import backend_for
 
     recipe_prompt, preset = resolve_settings(preset_ref, flags, from_path)
     prompt = check_prompt(prompt if prompt is not None else recipe_prompt)
@@ -77,7 +77,7 @@ def run_generate(
     check_output(output, overwrite, contact_sheet)
     check_request(preset)
     started = time.perf_counter()
-    backend = load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile)
+    backend = backend_for(preset)
     job, job_notes = make_job(prompt, preset, backend)
     for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
         warn(note)

@@ -31,6 +31,7 @@ class Job:
     height: int
     frames: int  # delivered
     generated_frames: int  # what the model's frame rule produced (>= frames, trimmed at the end)
+    image: str | None = None  # image-to-video: the first frame
 
 
 def resolved_shift(model: NativeVideoModel, job: Job) -> float:

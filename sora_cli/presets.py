@@ -37,6 +37,11 @@ class Preset:
     device: str
     dtype: str
     compile: bool | None
+    offload: str
+    vae_tiling: bool | None
+    cache: str
+    cache_threshold: float | None
+    image: str | None
 
     def with_overrides(self, overrides: dict) -> Preset:
         return replace(self, **overrides)

@@ -77,9 +77,16 @@ def check_request(preset: Preset) -> None:
     """What the registry knows about a named model, checked before it loads (a big one takes minutes)."""
     from .registry import MODELS
 
+    if preset.image is not None and not Path(preset.image).expanduser().is_file():
+        raise UsageError(f"image not found: {preset.image}")
     spec = MODELS.get(preset.model)
     if spec is None:
         return
+    task = "i2v" if preset.image else "t2v"
+    if task not in spec.tasks:
+        others = ", ".join(m.id for m in MODELS.values() if task in m.tasks)
+        what = "text-to-video (no --image)" if task == "t2v" else "image-to-video (--image)"
+        raise UsageError(f"{spec.id} does not do {what}; models that do: {others}")
     try:
         spec.frames.count(preset.frames)
     except ValueError as exc:
@@ -88,12 +95,15 @@ def check_request(preset: Preset) -> None:
 
 def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
     """The job for one video and the notices about it (a size snapped to the model's multiple)."""
+    backend.check_task(preset.image)
     width, height, note = backend.fit_size(preset.width, preset.height)
-    return Job(
+    job = Job(
         prompt=prompt, negative=preset.negative, seed=preset.seed if preset.seed is not None else new_seed(),
         steps=preset.steps, guidance=preset.guidance, sampler=preset.sampler, shift=preset.shift,
         width=width, height=height, frames=preset.frames, generated_frames=backend.frame_count(preset.frames),
-    ), [note] if note else []
+        image=preset.image,
+    )
+    return job, [*([note] if note else []), *backend.job_notes(job)]
 
 
 def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
@@ -102,7 +112,10 @@ def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
         "guidance": job.guidance, "sampler": job.sampler, "shift": job.shift, "width": job.width,
         "height": job.height, "frames": job.frames, "generated_frames": job.generated_frames, "fps": preset.fps,
         "model": backend.model_id, "preset": preset.name, "device": backend.device, "dtype": backend.dtype,
-        "compile": backend.compiled, "versions": package_versions(),
+        "compile": backend.compiled, "image": job.image,
+        **{k: getattr(preset, k) for k in ("offload", "vae_tiling", "cache", "cache_threshold")},
+        **getattr(backend, "runtime", {}),  # what the backend resolved (e.g. offload auto -> none)
+        "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings,
     }
 

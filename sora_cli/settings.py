@@ -27,10 +27,20 @@ SETTINGS: dict[str, tuple[type, bool]] = {
     "device": (str, False),
     "dtype": (str, False),
     "compile": (bool, True),  # null: on for CUDA, off elsewhere
+    # open models (diffusers): memory and speed
+    "offload": (str, False),  # auto, none, model, sequential, group
+    "vae_tiling": (bool, True),  # null: on when the model is offloaded
+    "cache": (str, False),  # none, first-block, taylorseer, pab, faster
+    "cache_threshold": (float, True),  # null: the method's own default
+    "image": (str, True),  # image-to-video: the first frame
 }
 
-# Settings a prompt-file row may change: the model, device, dtype and compile are loaded once per batch.
-ROW_SETTINGS = ("negative", "seed", "frames", "fps", "width", "height", "steps", "guidance", "sampler", "shift")
+OFFLOAD = ("auto", "none", "model", "sequential", "group")
+CACHES = ("none", "first-block", "taylorseer", "pab", "faster")
+
+# Settings a prompt-file row may change: the model and how it runs are loaded once per batch.
+ROW_SETTINGS = ("negative", "seed", "frames", "fps", "width", "height", "steps", "guidance", "sampler", "shift",
+                "image")
 
 MAX_SIZE = 2048
 MAX_FRAMES = 100_000
@@ -76,8 +86,14 @@ def check_setting(name: str, value: Any) -> Any:
         value = DTYPE_ALIASES.get(value, value)
         if value not in DTYPES:
             raise ValueError(f"unknown dtype '{value}'; valid: {', '.join(DTYPES)}")
-    elif name == "model" and not value.strip():
-        raise ValueError("model may not be empty")
+    elif name == "offload" and value not in OFFLOAD:
+        raise ValueError(f"unknown offload '{value}'; valid: {', '.join(OFFLOAD)}")
+    elif name == "cache" and value not in CACHES:
+        raise ValueError(f"unknown cache '{value}'; valid: {', '.join(CACHES)}")
+    elif name == "cache_threshold":
+        _range(name, value, 0.0, 10.0)
+    elif name in ("model", "image") and not value.strip():
+        raise ValueError(f"{name} may not be empty")
     return value
 
 

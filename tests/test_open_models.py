@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sora_cli.backends.runtime import CACHES_BY_FAMILY
 from sora_cli.video import read_frames
 
 from . import tiny_checkpoints
@@ -28,16 +29,29 @@ RECIPE_KEYS = {"prompt", "negative_prompt", "seed", "steps", "guidance", "width"
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("open-models")
-    return {family: build(root / family) for family, build in tiny_checkpoints.BUILDERS.items()}
+    builders = {**tiny_checkpoints.BUILDERS, **tiny_checkpoints.I2V_BUILDERS}
+    return {name: build(root / name) for name, build in builders.items()}
 
 
-def reference_frames(folder, family: str, recipe: dict) -> np.ndarray:
+@pytest.fixture(scope="session")
+def first_frame(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("image") / "first.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def reference_frames(folder, family: str, recipe: dict, pipeline: str | None = None) -> np.ndarray:
     """The diffusers pipeline called directly, as its documentation shows, with the recipe sora recorded."""
     import diffusers
+    from PIL import Image
 
     from sora_cli.registry import FAMILY_PIPELINES
 
-    pipe = getattr(diffusers, FAMILY_PIPELINES[family][0]).from_pretrained(folder)
+    name = pipeline or json.loads((folder / "model_index.json").read_text())["_class_name"]
+    pipe = getattr(diffusers, name).from_pretrained(folder)
     kwargs = dict(prompt=recipe["prompt"], height=recipe["height"], width=recipe["width"],
                   num_frames=recipe["generated_frames"], num_inference_steps=recipe["steps"],
                   guidance_scale=recipe["guidance"], generator=torch.Generator("cpu").manual_seed(recipe["seed"]),
@@ -46,6 +60,9 @@ def reference_frames(folder, family: str, recipe: dict) -> np.ndarray:
         kwargs["negative_prompt"] = recipe["negative_prompt"]
     if family == "ltx-video":
         kwargs["frame_rate"] = 24
+    if recipe.get("image"):
+        kwargs["image"] = Image.open(recipe["image"]).convert("RGB")
+    assert name in FAMILY_PIPELINES[family] or name == "LTXImageToVideoPipeline"
     video = pipe(**kwargs).frames[0][: recipe["frames"]]  # (f, H, W, 3) floats in [0, 1]
     return video * 255
 
@@ -64,6 +81,33 @@ def test_each_family_renders_end_to_end_and_matches_the_diffusers_pipeline(cli, 
     assert video.shape == (frames, height, width, 3)
     reference = reference_frames(checkpoints[family], family, recipe)
     assert np.abs(video.astype(np.float64) - reference).mean() <= 1.0
+
+
+@pytest.mark.parametrize("name, family, pipeline", [
+    ("ltx-video", "ltx-video", "LTXImageToVideoPipeline"),  # the text-to-video weights, conditioned on frame 0
+    ("cogvideox-i2v", "cogvideox", None),
+    ("wan-i2v", "wan", None),
+])
+def test_image_to_video_matches_the_diffusers_pipeline(cli, checkpoints, first_frame, tmp_path, name, family,
+                                                       pipeline):
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("generate", "a cat surfing", "--model", checkpoints[name], "--image", first_frame,
+                          "--width", 32, "--height", 32, "--frames", 9, "--steps", 2, "--seed", 3, "-o", out, "-q")
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["image"] == str(first_frame)
+    reference = reference_frames(checkpoints[name], family, recipe, pipeline)
+    assert np.abs(read_frames(out).astype(np.float64) - reference).mean() <= 1.0
+
+
+def test_the_wrong_task_is_one_line_exit_2(cli, checkpoints, first_frame, tmp_path):
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["mochi"], "--image", first_frame,
+                          "-o", tmp_path / "x.mkv")
+    assert code == 2 and "renders from text only; --image needs an image-to-video model" in stderr
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan-i2v"], "-o", tmp_path / "x.mkv")
+    assert code == 2 and "is image-to-video: give it --image" in stderr
+    code, _, stderr = cli("generate", "a cat", "--image", first_frame, "-o", tmp_path / "x.mkv")
+    assert code == 2 and "sora-tiny does not do image-to-video" in stderr
 
 
 def test_a_folder_that_is_not_a_checkpoint_is_one_line_exit_2(cli, tmp_path):
@@ -112,3 +156,69 @@ def test_a_size_off_the_models_multiple_snaps_with_a_notice(cli, checkpoints, tm
                           "--frames", 5, "--steps", 1, "-o", out)
     assert code == 0 and "rendering 48x32 instead of 40x24" in stderr
     assert read_frames(out).shape == (5, 32, 48, 3)
+
+
+def count_attention_calls(backend, job) -> int:
+    """How many times the last block's attention really ran: the work a step cache saves (a cache replaces a
+    skipped module's forward, so its query projection is what shows it)."""
+    from sora_cli.backends.runtime import transformers_of
+
+    model = transformers_of(backend.pipe)[0]
+    last = (getattr(model, "blocks", None) or model.transformer_blocks)[-1]
+    calls = []
+    handle = (getattr(last, "attn1", None) or last.attn).to_q.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        list(backend.render(job))
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+CACHE_CASES = [(family, cache) for family, caches in CACHES_BY_FAMILY.items() for cache in caches]
+
+
+@pytest.mark.parametrize("family, cache", CACHE_CASES)
+def test_each_supported_step_cache_skips_transformer_work(checkpoints, family, cache):
+    from sora_cli.backends.open_models import DiffusersBackend
+    from sora_cli.pipeline import Job
+
+    threshold = {"first-block": 10.0, "taylorseer": 3}.get(cache)  # generous: the test is that work is skipped
+    plain = DiffusersBackend.load(str(checkpoints[family]), device="cpu", dtype="float32", compile=False)
+    frames = REQUESTS[family][2]
+    job = Job(prompt="a cat surfing", negative="", seed=0, steps=8, guidance=4.0, sampler="dpmpp_2m", shift=None,
+              width=32, height=32, frames=frames, generated_frames=plain.frame_count(frames))
+    cached = DiffusersBackend.load(str(checkpoints[family]), device="cpu", dtype="float32", compile=False,
+                                   cache=cache, cache_threshold=threshold)
+    assert count_attention_calls(cached, job) < count_attention_calls(plain, job)
+
+
+def test_a_cache_a_family_cannot_use_is_refused_naming_the_valid_ones(cli, checkpoints, tmp_path):
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "--cache", "faster", "-o",
+                          tmp_path / "x.mkv")
+    assert code == 2 and "--cache faster does not work with wan models; valid for them: none, first-block, pab" \
+        in stderr
+
+
+def test_offload_on_a_cpu_is_refused_with_the_reason(cli, checkpoints, tmp_path):
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "--offload", "model", "-o",
+                          tmp_path / "x.mkv")
+    assert code == 2 and "on the CPU use none" in stderr
+
+
+def test_a_long_cpu_run_is_announced_with_its_memory_and_time(cli, checkpoints, tmp_path, monkeypatch):
+    from sora_cli.backends import runtime
+
+    monkeypatch.setattr(runtime, "CPU_GFLOPS", 1e-6)  # a tiny checkpoint on a very slow CPU: a long run
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "--width", 32, "--height", 32,
+                          "--frames", 5, "--steps", 2, "-o", tmp_path / "x.mkv")
+    assert code == 0 and "on the CPU: about" in stderr and "GB of memory" in stderr and "for 2 steps" in stderr
+
+
+def test_a_model_bigger_than_the_machines_memory_is_refused_before_loading(cli, checkpoints, tmp_path,
+                                                                          monkeypatch):
+    from sora_cli.backends import runtime
+
+    monkeypatch.setattr(runtime, "memory_gb", lambda kind="SC_PHYS_PAGES": 1e-6)
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "-o", tmp_path / "x.mkv")
+    assert code == 2 and "needs about" in stderr and "this machine has" in stderr
+    assert not (tmp_path / "x.mkv").exists()

@@ -74,7 +74,7 @@ def ltx(folder: Path) -> Path:
     tokenizer = _unigram()
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                                              num_attention_heads=4, attention_head_dim=8, cross_attention_dim=32,
-                                             num_layers=1, caption_channels=32)
+                                             num_layers=2, caption_channels=32)
     vae = AutoencoderKLLTXVideo(latent_channels=8, block_out_channels=(8, 8, 8, 8),
                                 decoder_block_out_channels=(8, 8, 8, 8),
                                 spatio_temporal_scaling=(True, True, False, False),
@@ -120,7 +120,7 @@ def cogvideox(folder: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = _unigram()
     transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4,
-                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=1,
+                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=2,
                                               sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
                                               temporal_compression_ratio=4, max_text_seq_length=226)
     blocks = 4
@@ -166,7 +166,7 @@ def hunyuan(folder: Path) -> Path:
     tokenizer = _bpe(LlamaTokenizer)
     tokenizer_2 = _bpe(CLIPTokenizer, bos="<|startoftext|>", eos="<|endoftext|>", pad="<|endoftext|>")
     transformer = HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2,
-                                                 attention_head_dim=10, num_layers=1, num_single_layers=1,
+                                                 attention_head_dim=10, num_layers=2, num_single_layers=2,
                                                  num_refiner_layers=1, patch_size=1, patch_size_t=1,
                                                  guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=8,
                                                  rope_axes_dim=(2, 4, 4))
@@ -189,4 +189,59 @@ def hunyuan(folder: Path) -> Path:
     return _save(pipe, folder)
 
 
+def cogvideox_i2v(folder: Path) -> Path:
+    """CogVideoX image-to-video: the transformer reads the noisy latents and the image latents side by side."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXImageToVideoPipeline,
+        CogVideoXTransformer3DModel,
+    )
+
+    torch.manual_seed(0)
+    tokenizer = _unigram()
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=16, in_channels=8,
+                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=1,
+                                              sample_width=4, sample_height=4, sample_frames=9, patch_size=2,
+                                              temporal_compression_ratio=4, max_text_seq_length=226,
+                                              use_rotary_positional_embeddings=True,
+                                              use_learned_positional_embeddings=True)
+    blocks = 4
+    vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * blocks,
+                                 up_block_types=("CogVideoXUpBlock3D",) * blocks, block_out_channels=(8,) * blocks,
+                                 latent_channels=4, layers_per_block=1, norm_num_groups=2,
+                                 temporal_compression_ratio=4)
+    scheduler = CogVideoXDDIMScheduler(timestep_spacing="trailing", rescale_betas_zero_snr=True,
+                                       prediction_type="v_prediction", beta_schedule="scaled_linear",
+                                       beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=True)
+    pipe = CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer), vae=vae,
+                                         transformer=transformer, scheduler=scheduler)
+    return _save(pipe, folder)
+
+
+def wan_i2v(folder: Path) -> Path:
+    """Wan 2.1 image-to-video: a CLIP image encoder beside the text encoder; the image latents ride as channels."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = _unigram()
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                        in_channels=36, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                        rope_max_seq_len=32, image_dim=4)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
+                                                             num_attention_heads=2, image_size=32,
+                                                             intermediate_size=16, patch_size=1))
+    processor = CLIPImageProcessor(crop_size=32, size=32)
+    pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=vae,
+                                   transformer=transformer, scheduler=scheduler, image_encoder=encoder,
+                                   image_processor=processor)
+    return _save(pipe, folder)
+
+
 BUILDERS = {"ltx-video": ltx, "wan": wan, "cogvideox": cogvideox, "mochi": mochi, "hunyuanvideo": hunyuan}
+I2V_BUILDERS = {"cogvideox-i2v": cogvideox_i2v, "wan-i2v": wan_i2v}

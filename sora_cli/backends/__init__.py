@@ -30,6 +30,12 @@ class Backend(Protocol):
     def prompt_notes(self, prompt: str) -> list[str]:
         """Warnings about a prompt the model will not understand (it still renders)."""
 
+    def check_task(self, image: str | None) -> None:
+        """UsageError when the model cannot do the task (text-to-video without an image, i2v with one)."""
+
+    def job_notes(self, job) -> list[str]:
+        """Warnings about one job (e.g. its estimated memory and time on a CPU)."""
+
     def render(self, job, progress: Progress | None = None) -> Iterator[np.ndarray]:
         """Yields uint8 frames (f, H, W, 3), exactly job.frames in all."""
 
@@ -59,9 +65,20 @@ def model_family(model_ref: str) -> str:
     return read_metadata(path)["family"]
 
 
-def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | None) -> Backend:
+# how a model runs, beyond device, dtype and compile (open models; the native engine takes the defaults only)
+RUNTIME_OPTIONS = {"offload": "auto", "vae_tiling": None, "cache": "none", "cache_threshold": None}
+
+
+def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | None, **options) -> Backend:
     family = model_family(model_ref)
     if family not in BACKENDS:
         raise UsageError(f"no backend for model family '{family}'; available: {', '.join(BACKENDS)}")
     module, cls = BACKENDS[family].split(":")
-    return getattr(import_module(module), cls).load(model_ref, device=device, dtype=dtype, compile=compile)
+    return getattr(import_module(module), cls).load(model_ref, device=device, dtype=dtype, compile=compile,
+                                                    **{**RUNTIME_OPTIONS, **options})
+
+
+def backend_for(preset) -> Backend:
+    """The backend a resolved preset asks for: its model on its device, with its runtime options."""
+    return load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile,
+                        **{name: getattr(preset, name) for name in RUNTIME_OPTIONS})

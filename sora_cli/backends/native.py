@@ -21,7 +21,14 @@ class NativeBackend:
         self.compiled, self.notes = compiled, notes
 
     @classmethod
-    def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None) -> NativeBackend:
+    def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, **options) -> NativeBackend:
+        from . import RUNTIME_OPTIONS
+
+        for name, value in options.items():
+            if value != RUNTIME_OPTIONS[name] and not (name == "offload" and value == "none"):
+                flag = name.replace("_", "-")
+                raise UsageError(f"--{flag} applies to the open models (sora models list); "
+                                 f"{model_ref} runs whole on one device")
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
         notes = []
@@ -68,6 +75,14 @@ class NativeBackend:
         name = self.model_id if self.model_id in MODELS else "this model"
         words = ", ".join(f"'{w}'" for w in unknown)
         return [f"{name} knows shapes, colours and motions; for {words} try an open model: sora models list"]
+
+    def job_notes(self, job: Job) -> list[str]:
+        return []
+
+    def check_task(self, image: str | None) -> None:
+        if image:
+            raise UsageError(f"{self.model_id} renders from text only; for --image use an image-to-video model "
+                             "(sora models list, tasks i2v)")
 
     def render(self, job: Job, progress=None):
         return generate(self.model, job, torch.device(self.device), torch_dtype(self.dtype), progress)
