@@ -108,7 +108,91 @@ def compile_on_cpu() -> dict:
     return out
 
 
+# ---- open models (diffusers) on a small random Wan checkpoint: big enough that compute dominates ----------
+WAN_BENCH = dict(num_attention_heads=4, attention_head_dim=32, ffn_dim=512, num_layers=6)
+
+
+def _wan_checkpoint(folder: Path) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests import tiny_checkpoints
+
+    return tiny_checkpoints.wan(folder, transformer_overrides=WAN_BENCH)
+
+
+def _timed_transformer(pipe):
+    """Wraps the transformer's forward to count calls and time them, and counts the passes its last block's
+    attention really makes (what --compile and --cache change)."""
+    stats = {"calls": 0, "seconds": 0.0, "attention_passes": 0}
+    forward = pipe.transformer.forward
+    pipe.transformer.blocks[-1].attn1.to_q.register_forward_hook(
+        lambda *_: stats.__setitem__("attention_passes", stats["attention_passes"] + 1))
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            stats["calls"] += 1
+            stats["seconds"] += time.perf_counter() - start
+
+    pipe.transformer.forward = timed
+    return stats
+
+
+def open_models() -> dict:
+    """sora against the diffusers pipeline called directly (same checkpoint, recipe and seed), then what
+    --compile and each --cache do to transformer time per step and to the number of full passes."""
+    import torch
+    from diffusers import WanPipeline
+
+    from sora_cli.backends.open_models import DiffusersBackend
+    from sora_cli.pipeline import Job
+    from sora_cli.presets import resolve_preset
+    from sora_cli.render import render_to_file
+
+    steps, frames, size = 10, 33, 96
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _wan_checkpoint(Path(tmp) / "wan")
+        job = Job("a cat surfing", "", 0, steps, 5.0, "dpmpp_2m", None, size, size, frames, frames)
+        preset = resolve_preset("default")
+        direct, ours, to_file = [], [], []
+        pipe = WanPipeline.from_pretrained(folder)
+        pipe.set_progress_bar_config(disable=True)
+        backend = DiffusersBackend.load(str(folder), device="cpu", dtype="float32", compile=False)
+        for i in range(4):  # interleaved, first round discarded: all three see the same machine state
+            start = time.perf_counter()
+            pipe(prompt=job.prompt, negative_prompt="", height=size, width=size, num_frames=frames,
+                 num_inference_steps=steps, guidance_scale=job.guidance,
+                 generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+            direct.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            list(backend.render(job))  # the same frames, uint8, decoded piece by piece
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            render_to_file(backend, job, preset, Path(tmp) / f"o{i}.mkv")  # + encoding, recipe, atomic rename
+            to_file.append(time.perf_counter() - start)
+        d, o, f = (statistics.median(x[1:]) for x in (direct, ours, to_file))
+        out["direct_pipeline_s"], out["sora_frames_s"], out["sora_to_mkv_s"] = round(d, 3), round(o, 3), round(f, 3)
+        out["sora_overhead_pct"] = round(100 * (o - d) / d, 1)
+        out["sora_with_encoding_overhead_pct"] = round(100 * (f - d) / d, 1)
+        cases = (("eager", {}), ("compile", {"compile": True}), ("first-block", {"cache": "first-block"}),
+                 ("first-block-0.2", {"cache": "first-block", "cache_threshold": 0.2}), ("pab", {"cache": "pab"}))
+        for label, options in cases:
+            b = DiffusersBackend.load(str(folder), device="cpu", dtype="float32",
+                                      **{"compile": False, **options})
+            list(b.render(job))  # warm-up (compilation happens here)
+            stats = _timed_transformer(b.pipe)
+            list(b.render(job))
+            out[label] = {"transformer_ms_per_step": round(1000 * stats["seconds"] / steps, 1),
+                          "transformer_calls": stats["calls"], "last_block_attention_passes": stats["attention_passes"]}
+        for label, _ in cases[1:]:
+            out[f"{label}_over_eager"] = round(out[label]["transformer_ms_per_step"]
+                                               / out["eager"]["transformer_ms_per_step"], 2)
+    return out
+
+
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
-                        ("compile_on_cpu", compile_on_cpu)):
+                        ("compile_on_cpu", compile_on_cpu), ("open_models", open_models)):
         print(json.dumps({name: bench()}), flush=True)

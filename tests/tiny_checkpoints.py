@@ -91,18 +91,19 @@ def ltx(folder: Path) -> Path:
     return _save(pipe, folder)
 
 
-def wan(folder: Path, *, two_experts: bool = False) -> Path:
-    """Wan 2.1 (one transformer) or, with two_experts, Wan 2.2 A14B (high- and low-noise experts)."""
+def wan(folder: Path, *, two_experts: bool = False, transformer_overrides: dict | None = None) -> Path:
+    """Wan 2.1 (one transformer) or, with two_experts, Wan 2.2 A14B (high- and low-noise experts); the
+    benchmark passes a wider, deeper transformer."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     torch.manual_seed(0)
     tokenizer = _unigram()
 
     def transformer():
-        return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
-                                     in_channels=16, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
-                                     num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                     rope_max_seq_len=32)
+        config = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                      out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                      qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+        return WanTransformer3DModel(**{**config, **(transformer_overrides or {})})
 
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])
