@@ -116,13 +116,13 @@ MODELS: dict[str, ModelSpec] = {
             id="cogvideox-2b", family="cogvideox", description="CogVideoX 2B: 6 s at 8 fps, 720x480",
             native_size=(720, 480), fps=8, tasks=("t2v",), frames=FrameRule(8, 49), size_multiple=16,
             parameters="2B", vram_gb=4, repo="THUDM/CogVideoX-2b",
-            published_speed="about 90 s for 50 steps on an H100",
+            published_speed="about 90 s for 50 steps on one A100",
         ),
         ModelSpec(
             id="cogvideox-5b", family="cogvideox", description="CogVideoX 5B text-to-video",
             native_size=(720, 480), fps=8, tasks=("t2v",), frames=FrameRule(8, 49), size_multiple=16,
             parameters="5B", vram_gb=5, repo="THUDM/CogVideoX-5b",
-            published_speed="about 180 s for 50 steps on an H100",
+            published_speed="about 180 s for 50 steps on one A100",
         ),
         ModelSpec(
             id="cogvideox-5b-i2v", family="cogvideox", description="CogVideoX 5B image-to-video",

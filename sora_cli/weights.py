@@ -92,13 +92,26 @@ def packaged_weights(filename: str) -> Path:
 HUB_IGNORE = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*.h5", "*.onnx", "*.gguf", "*.mp4", "*.gif"]
 
 
+def hub_cache() -> str:
+    """The Hugging Face cache folder, read from the environment now (HF_HUB_CACHE, then HF_HOME/hub)."""
+    import os
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return constants.HF_HUB_CACHE
+
+
 def hub_folder(repo: str, revision: str | None) -> Path | None:
     """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(repo, revision=revision, local_files_only=True))
+        folder = Path(snapshot_download(repo, revision=revision, local_files_only=True, cache_dir=hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
     return folder if (folder / "model_index.json").is_file() else None
@@ -110,7 +123,7 @@ def pull(repo: str, revision: str | None) -> Path:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE))
+        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE, cache_dir=hub_cache()))
     except GatedRepoError:
         raise UsageError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set HF_TOKEN") \
             from None

@@ -110,6 +110,58 @@ def test_the_wrong_task_is_one_line_exit_2(cli, checkpoints, first_frame, tmp_pa
     assert code == 2 and "sora-tiny does not do image-to-video" in stderr
 
 
+def test_a_pulled_model_is_found_in_the_hub_cache_by_its_id(cli, checkpoints, tmp_path, monkeypatch):
+    """`--model ID` reads the standard Hugging Face cache layout under HF_HOME, offline."""
+    import shutil
+
+    from sora_cli.registry import get_spec
+
+    repo = get_spec("wan2.1-t2v-1.3b").repo
+    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(checkpoints["wan"], cache / "snapshots" / "0123abc")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("generate", "a cat", "--model", "wan2.1-t2v-1.3b", "--width", 32, "--height", 32,
+                          "--frames", 5, "--steps", 1, "-o", out, "-q")
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["model"] == "wan2.1-t2v-1.3b" and recipe["preset"] == "wan2.1-t2v-1.3b"
+    assert recipe["fps"] == 16 and recipe["scheduler"] == "UniPCMultistepScheduler"
+
+
+def test_ctrl_c_while_denoising_exits_130_and_leaves_no_file(cli, checkpoints, tmp_path, monkeypatch):
+    from sora_cli.backends.open_models import DiffusersBackend
+
+    real = DiffusersBackend.pipeline_kwargs
+
+    def interrupted(self, job, progress=None):
+        kwargs = real(self, job, progress)
+
+        def stop(pipe, i, t, tensors):
+            raise KeyboardInterrupt
+
+        return {**kwargs, "callback_on_step_end": stop}
+
+    monkeypatch.setattr(DiffusersBackend, "pipeline_kwargs", interrupted)
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "--width", 32, "--height", 32,
+                          "--frames", 5, "--steps", 3, "-o", tmp_path / "x.mkv")
+    assert code == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wan_2_2_two_experts_match_the_diffusers_pipeline(cli, tmp_path):
+    folder = tiny_checkpoints.wan(tmp_path / "wan22", two_experts=True)
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("generate", "a cat surfing", "--model", folder, "--width", 32, "--height", 32, "--frames",
+                          9, "--steps", 4, "--seed", 2, "-o", out, "-q")
+    assert code == 0, stderr
+    reference = reference_frames(folder, "wan", json.loads(out.with_suffix(".json").read_text()))
+    assert np.abs(read_frames(out).astype(np.float64) - reference).mean() <= 1.0
+
+
 def test_a_folder_that_is_not_a_checkpoint_is_one_line_exit_2(cli, tmp_path):
     (tmp_path / "stuff").mkdir()
     code, _, stderr = cli("generate", "a cat", "--model", tmp_path / "stuff", "-o", tmp_path / "x.mp4")

@@ -81,7 +81,8 @@ class DiffusersBackend:
         backend.weights_gb = needed
         backend.tasks = _tasks(family, task, index, spec)
         tiled = bool(getattr(pipe.vae, "use_tiling", False))
-        backend.runtime = {"offload": offload, "vae_tiling": tiled, "cache": cache, "cache_threshold": cache_threshold}
+        backend.runtime = {"offload": offload, "vae_tiling": tiled, "cache": cache, "cache_threshold": cache_threshold,
+                           "scheduler": type(pipe.scheduler).__name__}  # open models sample with their own
         return backend
 
     # ---- the request --------------------------------------------------------------------------------------
