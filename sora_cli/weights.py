@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import UsageError
@@ -94,8 +95,6 @@ HUB_IGNORE = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.msgpack", "*.h5", 
 
 def hub_cache() -> str:
     """The Hugging Face cache folder, read from the environment now (HF_HUB_CACHE, then HF_HOME/hub)."""
-    import os
-
     from huggingface_hub import constants
 
     if os.environ.get("HF_HUB_CACHE"):
@@ -123,7 +122,8 @@ def pull(repo: str, revision: str | None) -> Path:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE, cache_dir=hub_cache()))
+        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE, cache_dir=hub_cache(),
+                                      endpoint=os.environ.get("HF_ENDPOINT")))  # a mirror, read now
     except GatedRepoError:
         raise UsageError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set HF_TOKEN") \
             from None

@@ -175,6 +175,16 @@ def test_a_registry_model_not_downloaded_says_what_to_run(cli, tmp_path, monkeyp
     assert code == 2 and "sora models pull wan2.1-t2v-1.3b" in stderr and len(stderr.strip().splitlines()) == 1
 
 
+def test_pull_without_a_reachable_hub_is_one_line_exit_2(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    code, _, stderr = cli("models", "pull", "wan2.1-t2v-1.3b")
+    assert code == 2 and "cannot download Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    code, _, stderr = cli("models", "pull", "sora-tiny")
+    assert code == 2 and "ships inside the package" in stderr
+
+
 def test_more_frames_than_a_model_can_make_is_refused_before_loading(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     code, _, stderr = cli("generate", "a cat", "--model", "cogvideox-2b", "--frames", 200, "-o", tmp_path / "x.mp4")
