@@ -19,6 +19,7 @@ class NativeBackend:
     def __init__(self, model, model_id: str, device: str, dtype: str, compiled: bool, notes: list[str]):
         self.model, self.model_id, self.device, self.dtype = model, model_id, device, dtype
         self.compiled, self.notes = compiled, notes
+        self.runtime = {"offload": "none", "vae_tiling": False, "cache": "none", "cache_threshold": None}
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, **options) -> NativeBackend:
