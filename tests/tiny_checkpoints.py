@@ -190,6 +190,27 @@ def hunyuan(folder: Path) -> Path:
     return _save(pipe, folder)
 
 
+def wan_ti2v(folder: Path) -> Path:
+    """Wan 2.2 TI2V-5B's layout: a 16x VAE (2x2 patches, 48 channels) and per-token timesteps, so the same
+    weights do text-to-video and, with the first frame's latents held clean, image-to-video."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+
+    torch.manual_seed(0)
+    tokenizer = _unigram()
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                                        in_channels=48, out_channels=48, text_dim=32, freq_dim=256, ffn_dim=32,
+                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                                        rope_max_seq_len=32)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+                           latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1],
+                           num_res_blocks=1, scale_factor_spatial=16, scale_factor_temporal=4,
+                           temperal_downsample=[False, True, True])
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=vae,
+                       transformer=transformer, scheduler=scheduler, expand_timesteps=True)
+    return _save(pipe, folder)
+
+
 def cogvideox_i2v(folder: Path) -> Path:
     """CogVideoX image-to-video: the transformer reads the noisy latents and the image latents side by side."""
     from diffusers import (
@@ -245,4 +266,4 @@ def wan_i2v(folder: Path) -> Path:
 
 
 BUILDERS = {"ltx-video": ltx, "wan": wan, "cogvideox": cogvideox, "mochi": mochi, "hunyuanvideo": hunyuan}
-I2V_BUILDERS = {"cogvideox-i2v": cogvideox_i2v, "wan-i2v": wan_i2v}
+I2V_BUILDERS = {"cogvideox-i2v": cogvideox_i2v, "wan-i2v": wan_i2v, "wan-ti2v": wan_ti2v}

@@ -77,6 +77,8 @@ class DiffusersBackend:
             runtime.compile_blocks(pipe)
         notes = [f"{model_ref}: model-level CPU offload (it needs more GPU memory than is free)"] \
             if offload == "model" and spec and device == "cuda" else []
+        if spec is None:  # a local folder: its own VAE and patch say what sizes it takes
+            multiple = max(multiple, _size_multiple(pipe))
         backend = cls(pipe, family, model_ref, device, dtype, rule, multiple, compiled, notes)
         backend.weights_gb = needed
         backend.tasks = _tasks(family, task, index, spec)
@@ -88,7 +90,7 @@ class DiffusersBackend:
     # ---- the request --------------------------------------------------------------------------------------
     def frame_count(self, frames: int) -> int:
         try:
-            return self.rule.count(frames)
+            return self.rule.count(frames + self.leading_frames())
         except ValueError as exc:
             raise UsageError(f"{self.model_id} renders {exc}; asked for {frames}") from None
 
@@ -147,11 +149,13 @@ class DiffusersBackend:
         pipe = self.pipe
         self._set_shift(job.shift)
         latents = self._denoise(job, progress)
-        remaining = job.frames
+        remaining, skip = job.frames, self.leading_frames(job.image)
         with torch.inference_mode():
             for piece in stream_decode(pipe.vae, latents.latents, latents.timestep):
                 frames = ((piece[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-                frames = frames.permute(1, 2, 3, 0).cpu().numpy()[:remaining]
+                frames = frames.permute(1, 2, 3, 0).cpu().numpy()
+                frames, skip = frames[skip:], max(0, skip - len(frames))
+                frames = frames[:remaining]
                 remaining -= len(frames)
                 if progress:
                     progress("decode", job.frames - remaining, job.frames)
@@ -160,6 +164,14 @@ class DiffusersBackend:
                 if remaining == 0:
                     break
         pipe.maybe_free_model_hooks()
+
+    def leading_frames(self, image: str | None = "i2v") -> int:
+        """Frames the pipeline makes and then drops: HunyuanVideo-I2V's latent-concat conditioning discards the
+        first 4 decoded frames (the image's), so 4 more are generated."""
+        transformer = getattr(self.pipe, "transformer", None)
+        i2v = image is not None and "i2v" in self.tasks
+        concat = transformer is not None and transformer.config.get("image_condition_type") == "latent_concat"
+        return 4 if self.family == "hunyuanvideo" and i2v and concat else 0
 
     def _pipeline_for(self, job: Job):
         """The checkpoint's own pipeline, or for an image its image-to-video sibling on the same components."""
@@ -210,6 +222,14 @@ def _tasks(family: str, task: str, index: dict, spec) -> tuple[str, ...]:
     # LTX's condition pipeline runs on the text-to-video weights; Wan 2.2 TI2V-5B conditions by timestep
     both = family == "ltx-video" or (family == "wan" and index.get("expand_timesteps"))
     return ("t2v", "i2v") if both else ("t2v",)
+
+
+def _size_multiple(pipe) -> int:
+    """The VAE's spatial compression times the transformer's spatial patch (0 when the pipeline does not say)."""
+    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_spatial_compression_ratio", 0)
+    patch = pipe.transformer.config.get("patch_size", 1) if getattr(pipe, "transformer", None) is not None else 1
+    patch = patch[-1] if isinstance(patch, (list, tuple)) else patch
+    return int(spatial or 0) * int(patch or 1)
 
 
 def _load_image(path: str):
