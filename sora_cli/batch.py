@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
+from . import manifest
 from .errors import UsageError
 from .generate import check_flags
+from .manifest import RowResult
 from .presets import resolve_preset
 from .prompts import PromptRow, read_prompt_files
 from .recipe import slugify
 from .render import check_target, check_writable, make_job, new_seed, render_to_file
 from .video import FORMATS
-
-MANIFEST = "manifest.jsonl"
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """One manifest record; resume and distributed runs key on `index`."""
-
-    index: int
-    source: str
-    prompt: str
-    output: str  # relative to the batch folder
-    status: str  # "done" or "failed"
-    seed: int
-    seconds: float
-    error: str | None = None
 
 
 def output_name(row: PromptRow, ext: str) -> str:
@@ -38,20 +24,28 @@ def output_name(row: PromptRow, ext: str) -> str:
     return f"{row.index:04d}-{slugify(row.name or row.prompt)}{ext}"
 
 
-def append_record(path: Path, result: RowResult) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(asdict(result)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def batch_seed(out_dir: Path, given: int | None, resume: bool) -> int:
+    """The seed rows derive theirs from: given, or on --resume the one the batch was started with."""
+    batches, _ = manifest.read(out_dir)
+    recorded = batches[0]["seed"] if batches else None
+    if resume and recorded is not None:
+        if given is not None and given != recorded:
+            raise UsageError(f"{out_dir} was started with --seed {recorded}; resume it with the same seed (or none)")
+        return recorded
+    return new_seed() if given is None else given
 
 
 def run_batch(
     files: list[Path], *, out_dir: Path, flags: dict, preset_ref: str | None, ext: str, overwrite: bool,
-    progress, warn, on_row,
-) -> list[RowResult]:
+    progress, warn, on_row, resume: bool = False, retry_failed: bool = False,
+) -> tuple[list[RowResult], bool, int]:
     """Every row is checked (settings, names, outputs) before the model loads; a failing row does not stop the rest.
+    Returns the rows rendered now, whether a Ctrl-C stopped the batch early, and how many rows of the whole
+    batch stand failed (failures kept from before included).
 
-    `--seed` is the batch seed: row i gets seed + i unless it names its own.
+    `--seed` is the batch seed: row i gets seed + i unless it names its own, so a resumed batch renders the same
+    videos. `--resume` keeps rows whose video is done and whole; failed rows are rendered again only with
+    `--retry-failed`.
     """
     from .backends import backend_for
 
@@ -59,20 +53,26 @@ def run_batch(
     if ext not in FORMATS:
         raise UsageError(f"unsupported format '{ext}'; valid: {', '.join(FORMATS)}")
     cli = check_flags(flags)
-    batch_seed = cli.pop("seed", None)
-    batch_seed = new_seed() if batch_seed is None else batch_seed
+    seed = batch_seed(out_dir, cli.pop("seed", None), resume)
     preset = resolve_preset(preset_ref or "default")
     rows = read_prompt_files(files)
     check_writable(out_dir)
-    plans = []
+    batches, previous = manifest.read(out_dir)
+    if batches and not (resume or overwrite):
+        raise UsageError(f"{out_dir} already holds a batch ({manifest.MANIFEST}); add --resume to continue it, "
+                         "or --overwrite to render every row again")
+    plans, kept_failures = [], 0
     for row in rows:
         settings = preset.with_overrides(row.overrides).with_overrides(cli)
         if "seed" not in row.overrides:
-            settings = settings.with_overrides({"seed": batch_seed + row.index})
+            settings = settings.with_overrides({"seed": seed + row.index})
         output = out_dir / output_name(row, ext)
-        check_target(output, overwrite)
+        if resume and _settled(out_dir, previous.get(row.index), output, retry_failed):
+            kept_failures += previous[row.index]["status"] == "failed"
+            continue
+        check_target(output, overwrite or resume)
         plans.append((row, settings, output))
-    shared = preset.with_overrides(cli)  # model, device, dtype and compile are the batch's, not a row's
+    shared = preset.with_overrides(cli)  # the model and how it runs are the batch's, not a row's
     backend = backend_for(shared)
     jobs, row_notes = [], []
     for row, settings, output in plans:
@@ -85,17 +85,68 @@ def run_batch(
     for note in [*backend.notes, *row_notes]:
         warn(note)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for row, settings, output, job in jobs:
-        started = time.perf_counter()
-        try:
-            render_to_file(backend, job, settings, output, progress)
-            status, error = "done", None
-        except (RuntimeError, OSError, ValueError) as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-        result = RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
-                           round(time.perf_counter() - started, 3), error)
-        append_record(out_dir / MANIFEST, result)
-        results.append(result)
-        on_row(result, len(jobs))
-    return results
+    with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
+        _remove_stale_parts(out_dir)
+        manifest.append(out_dir, {"type": "batch", "seed": seed, "files": [str(f) for f in files],
+                                  "rows": len(rows), "to_render": len(jobs), "resume": resume})
+        results = []
+        for row, settings, output, job in jobs:
+            if stop.requested:
+                break
+            results.append(_render_row(backend, row, settings, output, job, progress))
+            on_row(results[-1], len(jobs))
+    return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
+
+
+def _settled(out_dir: Path, record: dict | None, output: Path, retry_failed: bool) -> bool:
+    """On --resume: a row needs no work when its video is done and whole, or it failed and failures stay."""
+    if record is None or record.get("output") != output.name:
+        return False
+    if record.get("status") == "failed":
+        return not retry_failed
+    return manifest.is_whole(out_dir, record)
+
+
+def _render_row(backend, row: PromptRow, settings, output: Path, job, progress) -> RowResult:
+    started = time.perf_counter()
+    try:
+        result = render_to_file(backend, job, settings, output, progress)
+        size, digest = manifest.file_digest(output)
+        status, error, recipe = "done", None, result.recipe
+    except (RuntimeError, OSError, ValueError) as exc:
+        status, error, recipe, size, digest = "failed", f"{type(exc).__name__}: {exc}", {}, None, None
+    record = RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
+                       round(time.perf_counter() - started, 3), error, size, digest, recipe)
+    manifest.append_row(output.parent, record)  # only after the video was renamed into place
+    return record
+
+
+def _remove_stale_parts(out_dir: Path) -> None:
+    """Temporary files a killed run left behind (ours are hidden and carry '.part')."""
+    for path in out_dir.glob(".*.part*"):
+        path.unlink(missing_ok=True)
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _first_ctrl_c_finishes_the_row(warn):
+    """The first Ctrl-C lets the current video finish and stops the batch; a second aborts that video too."""
+    flag = _StopFlag()
+
+    def on_interrupt(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        warn("stopping after the current video; Ctrl-C again aborts it")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import RenderError, UsageError
+from .errors import RenderError, Stopped, UsageError
 
 app = typer.Typer(
     name="sora", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -100,6 +100,8 @@ def batch(
     dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
     cache: Cache = None, cache_threshold: CacheThreshold = None,
     format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the batch in --out: keep rows whose video is done and whole, render the rest.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, render failed rows again too.")] = False,
     overwrite: Overwrite = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object per row on stdout.")] = False,
     quiet: Quiet = False, debug: Debug = False,
@@ -110,7 +112,7 @@ def batch(
 
     def on_row(result, total):
         if json_:
-            print(json.dumps(result.__dict__), flush=True)
+            print(json.dumps({k: v for k, v in result.__dict__.items() if k != "recipe"}), flush=True)
         elif not quiet:
             detail = result.error if result.error else f"{result.seconds:.1f} s"
             print(f"[{result.index + 1}/{total}] {result.status} {out / result.output} ({detail})", flush=True)
@@ -121,11 +123,15 @@ def batch(
                    cache_threshold=cache_threshold)
     reporter = make_reporter(quiet)
     try:
-        results = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format, overwrite=overwrite,
-                            progress=reporter, warn=_warn(quiet), on_row=on_row)
+        results, stopped, failed = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format,
+                                     overwrite=overwrite, resume=resume, retry_failed=retry_failed,
+                                     progress=reporter, warn=_warn(quiet), on_row=on_row)
     finally:
         reporter.close()
-    if any(r.status != "done" for r in results):
+    if stopped:
+        raise Stopped(f"stopped after {len(results)} of the videos to render; the same command with --resume "
+                      "continues")
+    if failed:
         raise typer.Exit(1)
 
 
@@ -251,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail("interrupted; no partial file was left", 130)
     except UsageError as exc:
         code = _fail(str(exc), 2)
+    except Stopped as exc:
+        code = _fail(str(exc), 130)
     except Exception as exc:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors (Typer vendors click)
             code = _fail(exc.format_message(), exc.exit_code)

@@ -11,3 +11,9 @@ class RenderError(Exception):
     """Something failed while rendering a valid request."""
 
     exit_code = 1
+
+
+class Stopped(Exception):
+    """The user stopped a run (Ctrl-C) and nothing partial was left; the message says how to continue."""
+
+    exit_code = 130

@@ -10,6 +10,12 @@ from sora_cli.video import probe, read_frames
 SIZE = ["--width", "32", "--height", "32", "--steps", "2"]
 
 
+def rows_of(out):
+    """The manifest's row records, in the order they were written."""
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    return [r for r in records if r["type"] == "row"]
+
+
 def test_batch_renders_every_row_with_one_model_load(cli, tiny_checkpoint, tmp_path, monkeypatch):
     loads = []
     real = backends.load_backend
@@ -32,7 +38,7 @@ def test_batch_renders_every_row_with_one_model_load(cli, tiny_checkpoint, tmp_p
     names = ["0000-a-red-circle.mkv", "0001-a-blue-square.mkv", "0002-tri.mkv", "0003-a-yellow-circle.mkv",
              "0004-a-white-square.mkv"]
     assert sorted(p.name for p in out.glob("*.mkv")) == names
-    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    records = rows_of(out)
     assert [r["status"] for r in records] == ["done"] * 5
     assert [r["seed"] for r in records] == [10, 11, 99, 13, 14]  # batch seed + index unless the row names one
     assert records[2]["source"].endswith("b.jsonl:1")
@@ -69,10 +75,10 @@ def test_a_failing_row_is_recorded_and_the_batch_goes_on_then_exits_1(cli, tiny_
     code, _, _ = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *SIZE, "--frames", 2,
                      "-q")
     assert code == 1
-    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    records = rows_of(out)
     assert [r["status"] for r in records] == ["done", "failed", "done"]
     assert "No space left on device" in records[1]["error"]
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("manifest")) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("manifest", "."))) == [
         "0000-a-red-circle.json", "0000-a-red-circle.mp4", "0002-a-green-circle.json", "0002-a-green-circle.mp4"]
 
 
