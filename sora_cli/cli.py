@@ -100,6 +100,7 @@ def batch(
     dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
     cache: Cache = None, cache_threshold: CacheThreshold = None,
     format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
+    gallery: Annotated[bool, typer.Option("--gallery", help="Also write --out/index.html: every video, its contact sheet, prompt and recipe.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the batch in --out: keep rows whose video is done and whole, render the rest.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, render failed rows again too.")] = False,
     overwrite: Overwrite = False,
@@ -128,6 +129,12 @@ def batch(
                                      progress=reporter, warn=_warn(quiet), on_row=on_row)
     finally:
         reporter.close()
+    if gallery and not stopped:
+        from .gallery import build_gallery
+
+        index = build_gallery(out)
+        if not quiet:
+            print(index)
     if stopped:
         raise Stopped(f"stopped after {len(results)} of the videos to render; the same command with --resume "
                       "continues")
@@ -136,11 +143,20 @@ def batch(
 
 
 @app.command()
+def gallery(folder: Annotated[Path, typer.Argument(help="A folder of videos (a batch's --out).", show_default=False)]) -> None:
+    """Write FOLDER/index.html: every video with its contact sheet, prompt and recipe, to look at in a browser."""
+    from .gallery import build_gallery
+
+    print(build_gallery(folder))
+
+
+@app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.jsonl and the exported sora-tiny.safetensors.")] = Path("build/sora-tiny"),
     vae_steps: Annotated[Optional[int], typer.Option(help="Autoencoder steps (stage 1) [default: the shipped recipe's].")] = None,
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
+    gallery: Annotated[bool, typer.Option("--gallery", help="Also write --out/index.html: every video, its contact sheet, prompt and recipe.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     debug: Debug = False,
 ) -> None:
