@@ -65,10 +65,13 @@ def load_layer(path: Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read preset {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f"{path}:{line + 1}" if line is not None else str(path)
-        raise UsageError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines() or ["unreadable"]
+        raise UsageError(f"{where}: not valid YAML ({problem[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -66,8 +66,15 @@ def _jsonl(text: str, path: Path):
                 raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
+def _first_line(problem) -> str:
+    return str(problem).strip().splitlines()[0] if str(problem).strip() else "unreadable"
+
+
 def _yaml(text: str, path: Path):
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # it already reads the text: a control character fails here
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({_first_line(getattr(exc, 'problem', None) or exc)})") from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -83,7 +90,7 @@ def _yaml(text: str, path: Path):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UsageError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise UsageError(f"{where}: not valid YAML ({_first_line(getattr(exc, 'problem', None) or exc)})") from None
     finally:
         loader.dispose()
 
