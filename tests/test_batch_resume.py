@@ -128,3 +128,29 @@ def test_the_first_ctrl_c_finishes_the_current_video_then_stops(cli, tiny_checkp
     assert code == 130 and "stopping after the current video" in stderr and "--resume" in stderr
     assert [p.name for p in out.glob("*.mkv")] == ["0000-a-red-circle.mkv"]
     assert len(read_frames(out / "0000-a-red-circle.mkv")) == 17  # finished, whole
+
+
+def test_a_folder_turning_read_only_fails_the_row_cleanly_and_the_batch_goes_on(cli, tiny_checkpoint, tmp_path,
+                                                                                monkeypatch):
+    """Fault injection at the rename (root ignores permission bits, so the file system's answer is simulated)."""
+    import errno
+
+    from sora_cli import video
+
+    real_replace = video.fsync_replace
+
+    def read_only_for_blue(tmp, path):
+        if "blue" in path.name:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        real_replace(tmp, path)
+
+    monkeypatch.setattr(video, "fsync_replace", read_only_for_blue)
+    (tmp_path / "p.txt").write_text("a red circle\na blue square\na green circle\n")
+    out = tmp_path / "out"
+    code, _, stderr = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS)
+    assert code == 1
+    newest = {r["index"]: r for r in rows_of(out)}
+    assert [newest[i]["status"] for i in range(3)] == ["done", "failed", "done"]
+    assert "Read-only file system" in newest[1]["error"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".mkv" or ".part" in p.name) == [
+        "0000-a-red-circle.mkv", "0002-a-green-circle.mkv"]
