@@ -15,7 +15,7 @@ from .manifest import RowResult
 from .presets import resolve_preset
 from .prompts import PromptRow, read_prompt_files
 from .recipe import slugify
-from .render import check_target, check_writable, make_job, new_seed, render_to_file
+from .render import check_request, check_target, check_writable, make_job, new_seed, render_to_file
 from .video import FORMATS
 
 
@@ -37,7 +37,8 @@ def batch_seed(out_dir: Path, given: int | None, resume: bool) -> int:
 
 def run_batch(
     files: list[Path], *, out_dir: Path, flags: dict, preset_ref: str | None, ext: str, overwrite: bool,
-    progress, warn, on_row, resume: bool = False, retry_failed: bool = False,
+    progress, warn, on_row, resume: bool = False, retry_failed: bool = False, executor: str = "local",
+    ray_address: str | None = None, workers: int | None = None,
 ) -> tuple[list[RowResult], bool, int]:
     """Every row is checked (settings, names, outputs) before the model loads; a failing row does not stop the rest.
     Returns the rows rendered now, whether a Ctrl-C stopped the batch early, and how many rows of the whole
@@ -73,6 +74,22 @@ def run_batch(
         check_target(output, overwrite or resume)
         plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # the model and how it runs are the batch's, not a row's
+    if executor not in ("local", "ray"):
+        raise UsageError(f"unknown executor '{executor}'; valid: local, ray")
+    if executor == "ray":
+        from .ray_executor import render_on_ray
+
+        for row, settings, _ in plans:  # what can be checked without the model; workers build the jobs
+            try:
+                check_request(settings)
+            except UsageError as exc:
+                raise UsageError(f"{row.source}: {exc}") from None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
+            _start(out_dir, seed, files, len(rows), len(plans), resume)
+            results = render_on_ray(plans, shared, address=ray_address, workers=workers, stop=stop,
+                                    on_result=lambda r: _record(out_dir, r, on_row, len(plans)))
+        return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
     backend = backend_for(shared)
     jobs, row_notes = [], []
     for row, settings, output in plans:
@@ -86,16 +103,26 @@ def run_batch(
         warn(note)
     out_dir.mkdir(parents=True, exist_ok=True)
     with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
-        _remove_stale_parts(out_dir)
-        manifest.append(out_dir, {"type": "batch", "seed": seed, "files": [str(f) for f in files],
-                                  "rows": len(rows), "to_render": len(jobs), "resume": resume})
+        _start(out_dir, seed, files, len(rows), len(jobs), resume)
         results = []
         for row, settings, output, job in jobs:
             if stop.requested:
                 break
-            results.append(_render_row(backend, row, settings, output, job, progress))
-            on_row(results[-1], len(jobs))
+            results.append(_record(out_dir, render_row(backend, row, settings, output, job, progress), on_row,
+                                   len(jobs)))
     return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
+
+
+def _start(out_dir: Path, seed: int, files, rows: int, to_render: int, resume: bool) -> None:
+    _remove_stale_parts(out_dir)
+    manifest.append(out_dir, {"type": "batch", "seed": seed, "files": [str(f) for f in files], "rows": rows,
+                              "to_render": to_render, "resume": resume})
+
+
+def _record(out_dir: Path, result: RowResult, on_row, total: int) -> RowResult:
+    manifest.append_row(out_dir, result)  # only after the video was renamed into place
+    on_row(result, total)
+    return result
 
 
 def _settled(out_dir: Path, record: dict | None, output: Path, retry_failed: bool) -> bool:
@@ -107,7 +134,8 @@ def _settled(out_dir: Path, record: dict | None, output: Path, retry_failed: boo
     return manifest.is_whole(out_dir, record)
 
 
-def _render_row(backend, row: PromptRow, settings, output: Path, job, progress) -> RowResult:
+def render_row(backend, row: PromptRow, settings, output: Path, job, progress=None) -> RowResult:
+    """Renders one row into its output (atomically) and says how it went; the caller records it."""
     started = time.perf_counter()
     try:
         result = render_to_file(backend, job, settings, output, progress)
@@ -115,10 +143,8 @@ def _render_row(backend, row: PromptRow, settings, output: Path, job, progress) 
         status, error, recipe = "done", None, result.recipe
     except (RuntimeError, OSError, ValueError) as exc:
         status, error, recipe, size, digest = "failed", f"{type(exc).__name__}: {exc}", {}, None, None
-    record = RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
-                       round(time.perf_counter() - started, 3), error, size, digest, recipe)
-    manifest.append_row(output.parent, record)  # only after the video was renamed into place
-    return record
+    return RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
+                     round(time.perf_counter() - started, 3), error, size, digest, recipe)
 
 
 def _remove_stale_parts(out_dir: Path) -> None:

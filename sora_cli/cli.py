@@ -100,6 +100,9 @@ def batch(
     dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
     cache: Cache = None, cache_threshold: CacheThreshold = None,
     format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (one actor per GPU or CPU worker; extra sora-cli[ray]).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address [default: start a local one].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors [default: one per GPU, else per CPU].")] = None,
     gallery: Annotated[bool, typer.Option("--gallery", help="Also write --out/index.html: every video, its contact sheet, prompt and recipe.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the batch in --out: keep rows whose video is done and whole, render the rest.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, render failed rows again too.")] = False,
@@ -126,6 +129,7 @@ def batch(
     try:
         results, stopped, failed = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format,
                                      overwrite=overwrite, resume=resume, retry_failed=retry_failed,
+                                     executor=executor, ray_address=ray_address, workers=workers,
                                      progress=reporter, warn=_warn(quiet), on_row=on_row)
     finally:
         reporter.close()
@@ -156,6 +160,9 @@ def train(
     vae_steps: Annotated[Optional[int], typer.Option(help="Autoencoder steps (stage 1) [default: the shipped recipe's].")] = None,
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (one actor per GPU or CPU worker; extra sora-cli[ray]).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address [default: start a local one].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors [default: one per GPU, else per CPU].")] = None,
     gallery: Annotated[bool, typer.Option("--gallery", help="Also write --out/index.html: every video, its contact sheet, prompt and recipe.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     debug: Debug = False,
