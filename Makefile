@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_PROMPT ?= a blue circle moving left on a black background
 
-.PHONY: install dev demo test lint bench docs model eval clean
+.PHONY: install dev demo test lint browser bench docs model eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,18 @@ eval: install
 lint: dev
 	$(BIN)/ruff check sora_cli tests benchmarks presets
 
-test: dev lint
+# The gallery test opens the page in headless Chromium (Debian's package) where it can be installed; elsewhere
+# it validates the HTML and the files it names.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; }; } && \
+	    echo "installed Chromium for the gallery test"; } || \
+	  echo "no Chromium here: the gallery test checks the HTML and its files only"
+
+test: dev lint browser
 	$(BIN)/python -m pytest -q
 
 bench: install

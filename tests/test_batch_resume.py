@@ -154,3 +154,23 @@ def test_a_folder_turning_read_only_fails_the_row_cleanly_and_the_batch_goes_on(
     assert "Read-only file system" in newest[1]["error"]
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".mkv" or ".part" in p.name) == [
         "0000-a-red-circle.mkv", "0002-a-green-circle.mkv"]
+
+
+def test_a_second_ctrl_c_aborts_the_current_video_and_leaves_no_partial_file(cli, tiny_checkpoint, tmp_path,
+                                                                              monkeypatch):
+    from sora_cli import video
+
+    real_write, presses = video.VideoWriter.write, []
+
+    def press_ctrl_c_twice(self, frames):
+        if len(presses) < 2:
+            presses.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        real_write(self, frames)
+
+    monkeypatch.setattr(video.VideoWriter, "write", press_ctrl_c_twice)
+    (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
+    out = tmp_path / "out"
+    code, _, stderr = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS[:-1])
+    assert code == 130 and "interrupted; no partial file was left" in stderr
+    assert [p.name for p in out.iterdir() if p.name != ".sora-batch.lock"] == ["manifest.jsonl"]

@@ -83,3 +83,16 @@ def test_any_preset_file_loads_or_gives_one_clean_error(content):
             resolve_preset(str(path))
         except UsageError as exc:
             assert str(path) in str(exc) and "\n" not in str(exc).strip()
+
+
+@SETTINGS
+@given(prompt=st.text(min_size=1, max_size=80).filter(str.strip), name=st.one_of(st.none(), st.text(max_size=80)),
+       index=st.integers(0, 99999), ext=st.sampled_from([".mp4", ".mkv", ".webm", ".gif"]))
+def test_output_names_stay_inside_the_batch_folder(prompt, name, index, ext):
+    from sora_cli.batch import output_name
+    from sora_cli.prompts import PromptRow
+
+    out = Path("/batch/out")
+    file = output_name(PromptRow(index=index, prompt=prompt, source="p.txt:1", name=name), ext)
+    assert "/" not in file and "\\" not in file and not file.startswith(".") and file.isascii()
+    assert (out / file).resolve().parent == out and file.startswith(f"{index:04d}-") and file.endswith(ext)
