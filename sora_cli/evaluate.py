@@ -103,7 +103,7 @@ def report(results: list[ClipResult], settings: dict) -> dict:
 def run_eval_command(flags: dict, preset_ref: str | None, *, seen: int, held_out: int, seeds: int, frames: int,
                      output: Path, quiet: bool) -> str:
     """`sora eval`: checks the request, renders and judges every clip, writes the JSON report, returns the table."""
-    from .backends import backend_for
+    from .backends import backend_for, model_family
     from .generate import check_flags
     from .presets import resolve_preset
     from .render import check_writable
@@ -119,6 +119,8 @@ def run_eval_command(flags: dict, preset_ref: str | None, *, seen: int, held_out
         raise UsageError(f"the report is JSON: --output must end in .json, got '{output.name}'")
     check_writable(output.parent)
     preset = resolve_preset(preset_ref or "default").with_overrides(check_flags(flags))
+    if model_family(preset.model) != "native":  # before loading: an open model can take minutes to load
+        raise UsageError(f"sora eval scores native tiny-world models; {preset.model} is not one")
     backend = backend_for(preset)
     if not hasattr(backend, "model") or not hasattr(backend.model, "vae"):
         raise UsageError(f"sora eval scores native tiny-world models; {preset.model} is not one")

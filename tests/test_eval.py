@@ -28,3 +28,8 @@ def test_eval_prints_a_table_and_writes_a_json_report(cli, tiny_checkpoint, tmp_
 def test_bad_eval_requests_are_one_line_and_exit_2(cli, tiny_checkpoint, args, message):
     code, _, stderr = cli("eval", "--model", tiny_checkpoint, *args)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_eval_refuses_an_open_model_before_loading_it(cli, tmp_path):
+    code, _, stderr = cli("eval", "--model", "mochi-1", "-o", tmp_path / "e.json")
+    assert code == 2 and "scores native tiny-world models; mochi-1 is not one" in stderr
