@@ -48,8 +48,6 @@ def run_batch(
     videos. `--resume` keeps rows whose video is done and whole; failed rows are rendered again only with
     `--retry-failed`.
     """
-    from .backends import backend_for
-
     ext = ext if ext.startswith(".") else f".{ext}"
     if ext not in FORMATS:
         raise UsageError(f"unsupported format '{ext}'; valid: {', '.join(FORMATS)}")
@@ -84,12 +82,31 @@ def run_batch(
                 check_request(settings)
             except UsageError as exc:
                 raise UsageError(f"{row.source}: {exc}") from None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
-            _start(out_dir, seed, files, len(rows), len(plans), resume)
-            results = render_on_ray(plans, shared, address=ray_address, workers=workers, stop=stop,
-                                    on_result=lambda r: _record(out_dir, r, on_row, len(plans)))
-        return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
+
+        def render_all(stop, record):
+            return render_on_ray(plans, shared, address=ray_address, workers=workers, stop=stop, on_result=record)
+    else:
+        backend, jobs = _local_jobs(plans, shared, warn)
+
+        def render_all(stop, record):
+            results = []
+            for row, settings, output, job in jobs:
+                if stop.requested:
+                    break
+                results.append(record(render_row(backend, row, settings, output, job, progress)))
+            return results
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
+        _start(out_dir, seed, files, len(rows), len(plans), resume)
+        results = render_all(stop, lambda result: _record(out_dir, result, on_row, len(plans)))
+    return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
+
+
+def _local_jobs(plans, shared, warn):
+    """Loads the batch's model once and builds every row's job with it (a bad row stops the batch here)."""
+    from .backends import backend_for
+
     backend = backend_for(shared)
     jobs, row_notes = [], []
     for row, settings, output in plans:
@@ -101,16 +118,7 @@ def run_batch(
         row_notes.extend(f"{row.source}: {note}" for note in [*notes, *backend.prompt_notes(row.prompt)])
     for note in [*backend.notes, *row_notes]:
         warn(note)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with manifest.BatchLock(out_dir), _first_ctrl_c_finishes_the_row(warn) as stop:
-        _start(out_dir, seed, files, len(rows), len(jobs), resume)
-        results = []
-        for row, settings, output, job in jobs:
-            if stop.requested:
-                break
-            results.append(_record(out_dir, render_row(backend, row, settings, output, job, progress), on_row,
-                                   len(jobs)))
-    return results, stop.requested, kept_failures + sum(r.status == "failed" for r in results)
+    return backend, jobs
 
 
 def _start(out_dir: Path, seed: int, files, rows: int, to_render: int, resume: bool) -> None:

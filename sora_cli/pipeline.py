@@ -132,19 +132,31 @@ def resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out.clamp(-1, 1).transpose(0, 1)[None]
 
 
+def deliver(pieces, frames: int, progress: Progress | None = None, skip: int = 0):
+    """Decoded pieces (1, 3, f, H, W) in [-1, 1] -> uint8 chunks (f, H, W, 3): the first `skip` frames dropped,
+    exactly `frames` in all; stops pulling pieces once they are delivered."""
+    remaining = frames
+    for piece in pieces:
+        chunk = to_uint8(piece)
+        chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+        chunk = chunk[:remaining]
+        remaining -= len(chunk)
+        if progress:
+            progress("decode", frames - remaining, frames)
+        if len(chunk):
+            yield chunk
+        if remaining == 0:
+            return
+
+
 def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
     """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all, decoded as each window's latents arrive."""
     decoder = model.vae.stream_decoder()
-    remaining = job.frames
-    for latents in latent_windows(model, job, device, dtype, progress):
-        for i in range(0, latents.shape[2], 4):  # a few latent steps per decoder pass keeps memory small
-            with torch.inference_mode():
-                frames = resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)
-            frames = to_uint8(frames)[:remaining]
-            remaining -= len(frames)
-            if progress:
-                progress("decode", job.frames - remaining, job.frames)
-            if len(frames):
-                yield frames
-            if remaining == 0:
-                return
+
+    def pieces():
+        for latents in latent_windows(model, job, device, dtype, progress):
+            for i in range(0, latents.shape[2], 4):  # a few latent steps per decoder pass keeps memory small
+                with torch.inference_mode():
+                    yield resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)
+
+    return deliver(pieces(), job.frames, progress)

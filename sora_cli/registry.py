@@ -26,6 +26,13 @@ class FrameRule:
             raise ValueError(f"at most {self.max_frames} frames ({self})")
         return count
 
+    def count_for(self, model_id: str, frames: int, extra: int = 0) -> int:
+        """count(frames + extra), or a UsageError naming the model, its limit and the request."""
+        try:
+            return self.count(frames + extra)
+        except ValueError as exc:
+            raise UsageError(f"{model_id} renders {exc}; asked for {frames}") from None
+
     def __str__(self) -> str:
         rule = f"{self.step}k+1"
         return f"{rule} up to {self.max_frames}" if self.max_frames else rule

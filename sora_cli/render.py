@@ -87,10 +87,7 @@ def check_request(preset: Preset) -> None:
         others = ", ".join(m.id for m in MODELS.values() if task in m.tasks)
         what = "text-to-video (no --image)" if task == "t2v" else "image-to-video (--image)"
         raise UsageError(f"{spec.id} does not do {what}; models that do: {others}")
-    try:
-        spec.frames.count(preset.frames)
-    except ValueError as exc:
-        raise UsageError(f"{spec.id} renders {exc}; asked for {preset.frames}") from None
+    spec.frames.count_for(spec.id, preset.frames)
 
 
 def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:

@@ -14,7 +14,7 @@ import torch
 
 from ..device import noise_generator, pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
-from ..pipeline import Job
+from ..pipeline import Job, deliver
 from ..registry import FAMILY_PIPELINES, FAMILY_RULES, MODELS, FrameRule, pipeline_family
 from ..weights import diffusers_folder, hub_folder
 from . import runtime
@@ -32,11 +32,15 @@ class _Latents(Exception):
 
 
 class DiffusersBackend:
-    def __init__(self, pipe, family: str, model_id: str, device: str, dtype: str, rule: FrameRule, multiple: int,
-                 compiled: bool, notes: list[str]):
+    def __init__(self, pipe, family: str, model_id: str, device: str, dtype: str, *, rule: FrameRule, multiple: int,
+                 tasks: tuple[str, ...], compiled: bool, weights_gb: float, runtime: dict, notes: list[str]):
         self.pipe, self.family, self.model_id, self.device, self.dtype = pipe, family, model_id, device, dtype
-        self.rule, self.multiple, self.compiled, self.notes = rule, multiple, compiled, notes
-        self.tasks, self.weights_gb, self._i2v, self.runtime = ("t2v",), 0.0, None, {}
+        self.rule, self.multiple, self.tasks, self.compiled = rule, multiple, tasks, compiled
+        self.weights_gb, self.runtime, self.notes, self._i2v = weights_gb, runtime, notes, None
+        # HunyuanVideo-I2V's latent-concat conditioning decodes 4 frames for the image and drops them: they are
+        # generated on top of the request and skipped (its checkpoints only do i2v, so every job has them)
+        concat = pipe.transformer.config.get("image_condition_type") == "latent_concat"
+        self.leading_frames = 4 if family == "hunyuanvideo" and "i2v" in tasks and concat else 0
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
@@ -68,7 +72,7 @@ class DiffusersBackend:
         pipe.set_progress_bar_config(disable=True)
         spec = MODELS.get(model_ref)
         offload = runtime.place(pipe, device=device, offload=offload, vram_gb=spec.vram_gb if spec else None,
-                                folder=folder, dtype_bytes=dtype_bytes)
+                                weights=needed)
         if vae_tiling if vae_tiling is not None else offload != "none":
             pipe.vae.enable_tiling()
         runtime.enable_cache(pipe, cache, cache_threshold, family)
@@ -79,20 +83,15 @@ class DiffusersBackend:
             if offload == "model" and spec and device == "cuda" else []
         if spec is None:  # a local folder: its own VAE and patch say what sizes it takes
             multiple = max(multiple, _size_multiple(pipe))
-        backend = cls(pipe, family, model_ref, device, dtype, rule, multiple, compiled, notes)
-        backend.weights_gb = needed
-        backend.tasks = _tasks(family, task, index, spec)
-        tiled = bool(getattr(pipe.vae, "use_tiling", False))
-        backend.runtime = {"offload": offload, "vae_tiling": tiled, "cache": cache, "cache_threshold": cache_threshold,
-                           "scheduler": type(pipe.scheduler).__name__}  # open models sample with their own
-        return backend
+        ran = {"offload": offload, "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)), "cache": cache,
+               "cache_threshold": cache_threshold, "scheduler": type(pipe.scheduler).__name__}  # their own sampler
+        return cls(pipe, family, model_ref, device, dtype, rule=rule, multiple=multiple,
+                   tasks=_tasks(family, task, index, spec), compiled=compiled, weights_gb=needed, runtime=ran,
+                   notes=notes)
 
     # ---- the request --------------------------------------------------------------------------------------
     def frame_count(self, frames: int) -> int:
-        try:
-            return self.rule.count(frames + self.leading_frames())
-        except ValueError as exc:
-            raise UsageError(f"{self.model_id} renders {exc}; asked for {frames}") from None
+        return self.rule.count_for(self.model_id, frames, self.leading_frames)
 
     def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
         """Snaps to the nearest multiple the model's VAE and patches allow (never below one multiple)."""
@@ -149,29 +148,10 @@ class DiffusersBackend:
         pipe = self.pipe
         self._set_shift(job.shift)
         latents = self._denoise(job, progress)
-        remaining, skip = job.frames, self.leading_frames(job.image)
         with torch.inference_mode():
-            for piece in stream_decode(pipe.vae, latents.latents, latents.timestep):
-                frames = ((piece[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-                frames = frames.permute(1, 2, 3, 0).cpu().numpy()
-                frames, skip = frames[skip:], max(0, skip - len(frames))
-                frames = frames[:remaining]
-                remaining -= len(frames)
-                if progress:
-                    progress("decode", job.frames - remaining, job.frames)
-                if len(frames):
-                    yield frames
-                if remaining == 0:
-                    break
+            yield from deliver(stream_decode(pipe.vae, latents.latents, latents.timestep), job.frames, progress,
+                               skip=self.leading_frames)
         pipe.maybe_free_model_hooks()
-
-    def leading_frames(self, image: str | None = "i2v") -> int:
-        """Frames the pipeline makes and then drops: HunyuanVideo-I2V's latent-concat conditioning discards the
-        first 4 decoded frames (the image's), so 4 more are generated."""
-        transformer = getattr(self.pipe, "transformer", None)
-        i2v = image is not None and "i2v" in self.tasks
-        concat = transformer is not None and transformer.config.get("image_condition_type") == "latent_concat"
-        return 4 if self.family == "hunyuanvideo" and i2v and concat else 0
 
     def _pipeline_for(self, job: Job):
         """The checkpoint's own pipeline, or for an image its image-to-video sibling on the same components."""

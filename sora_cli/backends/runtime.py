@@ -12,7 +12,7 @@ from ..errors import UsageError
 CPU_GFLOPS = 50.0  # fp32 matmul per core on a laptop/server CPU (measured ~55 on this project's build machine)
 
 
-def place(pipe, *, device: str, offload: str, vram_gb: float | None, folder: Path, dtype_bytes: int) -> str:
+def place(pipe, *, device: str, offload: str, vram_gb: float | None, weights: float) -> str:
     """Puts the pipeline on `device` whole or offloaded; returns the offload actually used."""
     if offload == "auto":
         offload = "none"
@@ -20,7 +20,7 @@ def place(pipe, *, device: str, offload: str, vram_gb: float | None, folder: Pat
             import torch
 
             free_gb = torch.cuda.mem_get_info()[0] / 2**30
-            need = vram_gb if vram_gb is not None else weights_gb(folder, dtype_bytes) * 1.3
+            need = vram_gb if vram_gb is not None else weights * 1.3
             offload = "none" if need < 0.9 * free_gb else "model"
     if offload != "none" and device == "cpu":
         raise UsageError(f"--offload {offload} moves weights between the CPU and a GPU; on the CPU use none")
