@@ -58,3 +58,34 @@ def sora_process(*args, cwd=None, env=None, **kwargs) -> subprocess.CompletedPro
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(script), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
                           **kwargs)
+
+
+def fail_writes_for(monkeypatch, word: str) -> None:
+    """Fault injection: writing any video whose name holds `word` fails as a full disk would."""
+    from sora_cli import video
+
+    real_write = video.VideoWriter.write
+
+    def write(self, frames):
+        if word in self.path.name:
+            raise OSError(28, "No space left on device")
+        real_write(self, frames)
+
+    monkeypatch.setattr(video.VideoWriter, "write", write)
+
+
+def press_ctrl_c_while_writing(monkeypatch, times: int) -> None:
+    """Sends SIGINT to this process from inside the first `times` video writes, as a user pressing Ctrl-C."""
+    import signal
+
+    from sora_cli import video
+
+    real_write, presses = video.VideoWriter.write, []
+
+    def write(self, frames):
+        if len(presses) < times:
+            presses.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        real_write(self, frames)
+
+    monkeypatch.setattr(video.VideoWriter, "write", write)

@@ -7,6 +7,8 @@ import numpy as np
 from sora_cli import backends
 from sora_cli.video import probe, read_frames
 
+from .conftest import fail_writes_for
+
 SIZE = ["--width", "32", "--height", "32", "--steps", "2"]
 
 
@@ -60,16 +62,7 @@ def test_rows_override_the_preset_and_match_generate(cli, tiny_checkpoint, tmp_p
 
 
 def test_a_failing_row_is_recorded_and_the_batch_goes_on_then_exits_1(cli, tiny_checkpoint, tmp_path, monkeypatch):
-    from sora_cli import video
-
-    real_write = video.VideoWriter.write
-
-    def fail_for_blue(self, frames):
-        if "blue" in self.path.name:
-            raise OSError(28, "No space left on device")
-        real_write(self, frames)
-
-    monkeypatch.setattr(video.VideoWriter, "write", fail_for_blue)
+    fail_writes_for(monkeypatch, "blue")
     (tmp_path / "p.txt").write_text("a red circle\na blue square\na green circle\n")
     out = tmp_path / "out"
     code, _, _ = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *SIZE, "--frames", 2,

@@ -14,7 +14,7 @@ import numpy as np
 from sora_cli.manifest import BatchLock
 from sora_cli.video import read_frames
 
-from .conftest import sora_process
+from .conftest import fail_writes_for, press_ctrl_c_while_writing, sora_process
 
 ARGS = ["--width", "32", "--height", "32", "--steps", "2", "--frames", "17", "--seed", "7", "--format", "mkv", "-q"]
 PROMPTS = [f"a {c} {s}" for c in ("red", "blue", "green", "white") for s in ("circle", "square")]
@@ -89,20 +89,12 @@ def test_an_existing_batch_needs_resume_and_keeps_its_seed(cli, tiny_checkpoint,
 
 
 def test_failed_rows_wait_for_retry_failed(cli, tiny_checkpoint, tmp_path, monkeypatch):
-    from sora_cli import video
-
-    real_write = video.VideoWriter.write
-
-    def fail_for_blue(self, frames):
-        if "blue" in self.path.name:
-            raise OSError(28, "No space left on device")
-        real_write(self, frames)
-
     (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
     out = tmp_path / "out"
-    monkeypatch.setattr(video.VideoWriter, "write", fail_for_blue)
-    assert cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS)[0] == 1
-    monkeypatch.setattr(video.VideoWriter, "write", real_write)  # the disk has room again
+    with monkeypatch.context() as full_disk:
+        fail_writes_for(full_disk, "blue")
+        assert cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS)[0] == 1
+    # the disk has room again
     assert cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS, "--resume")[0] == 1
     assert not (out / "0001-a-blue-square.mkv").exists()
     assert cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS, "--resume",
@@ -111,17 +103,7 @@ def test_failed_rows_wait_for_retry_failed(cli, tiny_checkpoint, tmp_path, monke
 
 
 def test_the_first_ctrl_c_finishes_the_current_video_then_stops(cli, tiny_checkpoint, tmp_path, monkeypatch):
-    from sora_cli import video
-
-    real_write, pressed = video.VideoWriter.write, []
-
-    def press_ctrl_c_once(self, frames):
-        if not pressed:
-            pressed.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
-        real_write(self, frames)
-
-    monkeypatch.setattr(video.VideoWriter, "write", press_ctrl_c_once)
+    press_ctrl_c_while_writing(monkeypatch, times=1)
     (tmp_path / "p.txt").write_text("a red circle\na blue square\na green circle\n")
     out = tmp_path / "out"
     code, _, stderr = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS[:-1])
@@ -158,17 +140,7 @@ def test_a_folder_turning_read_only_fails_the_row_cleanly_and_the_batch_goes_on(
 
 def test_a_second_ctrl_c_aborts_the_current_video_and_leaves_no_partial_file(cli, tiny_checkpoint, tmp_path,
                                                                               monkeypatch):
-    from sora_cli import video
-
-    real_write, presses = video.VideoWriter.write, []
-
-    def press_ctrl_c_twice(self, frames):
-        if len(presses) < 2:
-            presses.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
-        real_write(self, frames)
-
-    monkeypatch.setattr(video.VideoWriter, "write", press_ctrl_c_twice)
+    press_ctrl_c_while_writing(monkeypatch, times=2)
     (tmp_path / "p.txt").write_text("a red circle\na blue square\n")
     out = tmp_path / "out"
     code, _, stderr = cli("batch", tmp_path / "p.txt", "--out", out, "--model", tiny_checkpoint, *ARGS[:-1])

@@ -91,39 +91,48 @@ def ltx(folder: Path) -> Path:
     return _save(pipe, folder)
 
 
+def _wan_transformer(**overrides):
+    from diffusers import WanTransformer3DModel
+
+    config = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                  out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                  qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    return WanTransformer3DModel(**{**config, **overrides})
+
+
+def _wan_vae(**overrides):
+    """Wan 2.1's 8x causal VAE, a few channels wide; Wan 2.2's 16x one through overrides."""
+    from diffusers import AutoencoderKLWan
+
+    config = dict(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                  temperal_downsample=[False, True, True])
+    return AutoencoderKLWan(**{**config, **overrides})
+
+
+def _wan_scheduler():
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+
 def wan(folder: Path, *, two_experts: bool = False, transformer_overrides: dict | None = None) -> Path:
     """Wan 2.1 (one transformer) or, with two_experts, Wan 2.2 A14B (high- and low-noise experts); the
     benchmark passes a wider, deeper transformer."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import WanPipeline
 
     torch.manual_seed(0)
     tokenizer = _unigram()
-
-    def transformer():
-        config = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
-                      out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                      qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-        return WanTransformer3DModel(**{**config, **(transformer_overrides or {})})
-
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=vae,
-                       transformer=transformer(), scheduler=scheduler,
-                       transformer_2=transformer() if two_experts else None,
+    overrides = transformer_overrides or {}
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=_wan_vae(),
+                       transformer=_wan_transformer(**overrides), scheduler=_wan_scheduler(),
+                       transformer_2=_wan_transformer(**overrides) if two_experts else None,
                        boundary_ratio=0.875 if two_experts else None)
     return _save(pipe, folder)
 
 
-def cogvideox(folder: Path) -> Path:
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+def _cogvideox_vae_and_scheduler():
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 
-    torch.manual_seed(0)
-    tokenizer = _unigram()
-    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4,
-                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=2,
-                                              sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
-                                              temporal_compression_ratio=4, max_text_seq_length=226)
     blocks = 4
     vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * blocks,
                                  up_block_types=("CogVideoXUpBlock3D",) * blocks, block_out_channels=(8,) * blocks,
@@ -132,6 +141,19 @@ def cogvideox(folder: Path) -> Path:
     scheduler = CogVideoXDDIMScheduler(timestep_spacing="trailing", rescale_betas_zero_snr=True,
                                        prediction_type="v_prediction", beta_schedule="scaled_linear",
                                        beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=True)
+    return vae, scheduler
+
+
+def cogvideox(folder: Path) -> Path:
+    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    tokenizer = _unigram()
+    transformer = CogVideoXTransformer3DModel(num_attention_heads=4, attention_head_dim=8, in_channels=4,
+                                              out_channels=4, time_embed_dim=2, text_embed_dim=32, num_layers=2,
+                                              sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
+                                              temporal_compression_ratio=4, max_text_seq_length=226)
+    vae, scheduler = _cogvideox_vae_and_scheduler()
     pipe = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer), vae=vae, transformer=transformer,
                              scheduler=scheduler)
     return _save(pipe, folder)
@@ -193,32 +215,21 @@ def hunyuan(folder: Path) -> Path:
 def wan_ti2v(folder: Path) -> Path:
     """Wan 2.2 TI2V-5B's layout: a 16x VAE (2x2 patches, 48 channels) and per-token timesteps, so the same
     weights do text-to-video and, with the first frame's latents held clean, image-to-video."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import WanPipeline
 
     torch.manual_seed(0)
     tokenizer = _unigram()
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
-                                        in_channels=48, out_channels=48, text_dim=32, freq_dim=256, ffn_dim=32,
-                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                        rope_max_seq_len=32)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
-                           latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1],
-                           num_res_blocks=1, scale_factor_spatial=16, scale_factor_temporal=4,
-                           temperal_downsample=[False, True, True])
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    vae = _wan_vae(z_dim=48, in_channels=12, out_channels=12, is_residual=True, patch_size=2,
+                   latents_mean=[0.0] * 48, latents_std=[1.0] * 48, scale_factor_spatial=16, scale_factor_temporal=4)
     pipe = WanPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=vae,
-                       transformer=transformer, scheduler=scheduler, expand_timesteps=True)
+                       transformer=_wan_transformer(in_channels=48, out_channels=48), scheduler=_wan_scheduler(),
+                       expand_timesteps=True)
     return _save(pipe, folder)
 
 
 def cogvideox_i2v(folder: Path) -> Path:
     """CogVideoX image-to-video: the transformer reads the noisy latents and the image latents side by side."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDDIMScheduler,
-        CogVideoXImageToVideoPipeline,
-        CogVideoXTransformer3DModel,
-    )
+    from diffusers import CogVideoXImageToVideoPipeline, CogVideoXTransformer3DModel
 
     torch.manual_seed(0)
     tokenizer = _unigram()
@@ -228,14 +239,7 @@ def cogvideox_i2v(folder: Path) -> Path:
                                               temporal_compression_ratio=4, max_text_seq_length=226,
                                               use_rotary_positional_embeddings=True,
                                               use_learned_positional_embeddings=True)
-    blocks = 4
-    vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * blocks,
-                                 up_block_types=("CogVideoXUpBlock3D",) * blocks, block_out_channels=(8,) * blocks,
-                                 latent_channels=4, layers_per_block=1, norm_num_groups=2,
-                                 temporal_compression_ratio=4)
-    scheduler = CogVideoXDDIMScheduler(timestep_spacing="trailing", rescale_betas_zero_snr=True,
-                                       prediction_type="v_prediction", beta_schedule="scaled_linear",
-                                       beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=True)
+    vae, scheduler = _cogvideox_vae_and_scheduler()
     pipe = CogVideoXImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer), vae=vae,
                                          transformer=transformer, scheduler=scheduler)
     return _save(pipe, folder)
@@ -243,25 +247,18 @@ def cogvideox_i2v(folder: Path) -> Path:
 
 def wan_i2v(folder: Path) -> Path:
     """Wan 2.1 image-to-video: a CLIP image encoder beside the text encoder; the image latents ride as channels."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     tokenizer = _unigram()
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
-                                        in_channels=36, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
-                                        num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-                                        rope_max_seq_len=32, image_dim=4)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=4, projection_dim=4, num_hidden_layers=2,
                                                              num_attention_heads=2, image_size=32,
                                                              intermediate_size=16, patch_size=1))
     processor = CLIPImageProcessor(crop_size=32, size=32)
-    pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"), vae=vae,
-                                   transformer=transformer, scheduler=scheduler, image_encoder=encoder,
-                                   image_processor=processor)
+    pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"),
+                                   vae=_wan_vae(), transformer=_wan_transformer(in_channels=36, image_dim=4),
+                                   scheduler=_wan_scheduler(), image_encoder=encoder, image_processor=processor)
     return _save(pipe, folder)
 
 
