@@ -27,6 +27,8 @@ Width = Annotated[Optional[int], typer.Option(help="Width in pixels (a multiple 
 Height = Annotated[Optional[int], typer.Option(help="Height in pixels (a multiple the model needs).")]
 Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
 Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off).")]
+VideoSteps = Annotated[Optional[int], typer.Option(help="Pyramid Flow: steps per stage for the frames after the first [default: --steps].")]
+VideoGuidance = Annotated[Optional[float], typer.Option(help="Pyramid Flow: guidance for the frames after the first [default: --guidance].")]
 Negative = Annotated[Optional[str], typer.Option(help="Negative prompt: what to steer away from.")]
 Sampler = Annotated[Optional[str], typer.Option(help="Sampler: euler, heun or dpmpp_2m.")]
 PresetRef = Annotated[Optional[str], typer.Option("--preset", help="Preset name or YAML file [default: default].")]
@@ -56,7 +58,8 @@ def generate(
     prompt: Annotated[Optional[str], typer.Argument(help="What the video shows.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .mp4, .webm, .mkv or .gif [default: <prompt-slug>-<seed>.mp4].")] = None,
     frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
-    guidance: Guidance = None, negative: Negative = None,
+    guidance: Guidance = None, video_steps: VideoSteps = None, video_guidance: VideoGuidance = None,
+    negative: Negative = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed; the same seed gives the same video [default: random, recorded].")] = None,
     sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
     dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
@@ -73,7 +76,7 @@ def generate(
     from .progress import make_reporter
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
+                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
                    compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
                    cache_threshold=cache_threshold, image=str(image) if image else None)
     reporter = make_reporter(quiet)
@@ -94,7 +97,8 @@ def batch(
     files: Annotated[list[Path], typer.Argument(help="Prompt files: .txt, .jsonl, .yaml or .csv.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for the videos, their recipes and manifest.jsonl.")],
     frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
-    guidance: Guidance = None, negative: Negative = None,
+    guidance: Guidance = None, video_steps: VideoSteps = None, video_guidance: VideoGuidance = None,
+    negative: Negative = None,
     seed: Annotated[Optional[int], typer.Option(help="Batch seed: row i gets seed + i unless it names one [default: random].")] = None,
     sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
     dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
@@ -122,7 +126,7 @@ def batch(
             print(f"[{result.index + 1}/{total}] {result.status} {out / result.output} ({detail})", flush=True)
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
+                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
                    compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
                    cache_threshold=cache_threshold)
     reporter = make_reporter(quiet)
@@ -265,6 +269,18 @@ def models_pull(model_id: Annotated[str, typer.Argument(help="A model id from so
     from .weights import pull_model
 
     print(pull_model(model_id))
+
+
+@models_app.command("convert")
+def models_convert(folder: Annotated[Path, typer.Argument(help="A Pyramid Flow checkpoint folder (the hub's layout).", show_default=False)]) -> None:
+    """Convert a Pyramid Flow folder's pickled VAE (.bin) to safetensors, once (tensors only are read)."""
+    from .pyramid_flow.checkpoint import convert_vae, is_pyramid_folder
+
+    if not is_pyramid_folder(folder):
+        raise UsageError(f"{folder} is not a Pyramid Flow checkpoint folder (no causal_video_vae/ and "
+                         "diffusion_transformer_*/)")
+    written = convert_vae(folder)
+    print(written if written else f"{folder}: nothing to convert (the VAE is already safetensors)")
 
 
 def main(argv: list[str] | None = None) -> None:

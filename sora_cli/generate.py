@@ -56,10 +56,16 @@ def resolve_settings(preset_ref: str | None, flags: dict, from_path: Path | None
 
 
 def model_preset(model: str | None) -> str:
-    """With --model and no --preset, a registry model renders with its own preset (its published recipe)."""
+    """With --model and no --preset, a registry model renders with its own preset (its published recipe), and
+    so does a Pyramid Flow folder holding one variant (its hub layout says which)."""
+    from .pyramid_flow.checkpoint import is_pyramid_folder, variants
     from .registry import MODELS
 
-    return MODELS[model].preset if model in MODELS else "default"
+    if model in MODELS:
+        return MODELS[model].preset
+    if model and is_pyramid_folder(Path(model).expanduser()) and len(held := variants(Path(model).expanduser())) == 1:
+        return MODELS[f"pyramid-flow-{held[0]}"].preset if f"pyramid-flow-{held[0]}" in MODELS else "default"
+    return "default"
 
 
 def run_generate(

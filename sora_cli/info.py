@@ -20,7 +20,7 @@ def model_rows() -> list[dict]:
             location = packaged_weights(spec.weights)
             state = "packaged" if location.is_file() else "missing"
         else:
-            location = hub_folder(spec.repo, spec.revision)
+            location = hub_folder(spec.repo, spec.revision, spec.hub_marker)
             state = "pulled" if location else "not pulled"
         rows.append({
             "id": spec.id, "family": spec.family, "description": spec.description, "parameters": spec.parameters,

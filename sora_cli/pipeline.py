@@ -32,6 +32,8 @@ class Job:
     frames: int  # delivered
     generated_frames: int  # what the model's frame rule produced (>= frames, trimmed at the end)
     image: str | None = None  # image-to-video: the first frame
+    video_steps: int | None = None  # Pyramid Flow: per stage, frames after the first (None: steps)
+    video_guidance: float | None = None  # Pyramid Flow: frames after the first (None: guidance)
 
 
 def resolved_shift(model: NativeVideoModel, job: Job) -> float:

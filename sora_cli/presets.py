@@ -30,6 +30,8 @@ class Preset:
     fps: int
     steps: int
     guidance: float
+    video_steps: int | None
+    video_guidance: float | None
     sampler: str
     shift: float | None
     negative: str

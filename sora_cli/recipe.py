@@ -15,7 +15,8 @@ from .errors import UsageError
 RECIPE_SETTINGS = {
     "negative_prompt": "negative", "seed": "seed", "steps": "steps", "guidance": "guidance", "sampler": "sampler",
     "shift": "shift", "width": "width", "height": "height", "frames": "frames", "fps": "fps", "model": "model",
-    "image": "image", "cache": "cache", "cache_threshold": "cache_threshold",
+    "image": "image", "cache": "cache", "cache_threshold": "cache_threshold", "video_steps": "video_steps",
+    "video_guidance": "video_guidance",
 }
 
 

@@ -57,6 +57,7 @@ class ModelSpec:
     params: ModelParams | None = None  # native architecture
     published_speed: str = ""
     preset_name: str | None = None  # the shipped preset holding its default recipe (None: the same name as id)
+    variant: str | None = None  # a repo holding several models (Pyramid Flow's 384p and 768p DiTs): this one
 
     @property
     def frame_rule(self) -> str:
@@ -65,6 +66,11 @@ class ModelSpec:
     @property
     def preset(self) -> str:
         return self.preset_name or self.id
+
+    @property
+    def hub_marker(self) -> str:
+        """A file every pulled copy of its repo holds."""
+        return "causal_video_vae/config.json" if self.family == "pyramid-flow" else "model_index.json"
 
 
 def _native() -> ModelSpec:
@@ -76,6 +82,8 @@ def _native() -> ModelSpec:
         weights="sora-tiny.safetensors", params=params, preset_name="default",
     )
 
+
+PYRAMID_REPO = "rain1011/pyramid-flow-miniflux"
 
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
@@ -161,8 +169,29 @@ MODELS: dict[str, ModelSpec] = {
             native_size=(1280, 720), fps=24, tasks=("i2v",), frames=FrameRule(4, 129), size_multiple=16,
             parameters="13B", vram_gb=60, repo="hunyuanvideo-community/HunyuanVideo-I2V",
         ),
+        # Pyramid Flow: no diffusers pipeline; sora runs it natively (sora_cli/pyramid_flow). VRAM is an estimate
+        # (bf16 weights, T5-XXL included, about 14 GB, plus activations). The repo's revision is not pinned yet:
+        # set it to the commit `sora models pull` resolves once a pulled copy is verified.
+        ModelSpec(
+            id="pyramid-flow-384p", family="pyramid-flow",
+            description="Pyramid Flow miniFLUX 384p: text and image to video, 24 fps, up to 5 s",
+            native_size=(640, 384), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8, 121), size_multiple=64,
+            parameters="2B", vram_gb=16, repo=PYRAMID_REPO, variant="384p",
+        ),
+        ModelSpec(
+            id="pyramid-flow-768p", family="pyramid-flow",
+            description="Pyramid Flow miniFLUX 768p: text and image to video, 24 fps, up to 10 s",
+            native_size=(1280, 768), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8, 241), size_multiple=64,
+            parameters="2B", vram_gb=26, repo=PYRAMID_REPO, variant="768p",
+            published_speed="5 s of 768p in about 5.5 min on one A100",
+        ),
     ]
 }
+
+
+def pyramid_rule(variant: str | None) -> FrameRule:
+    """A Pyramid Flow folder's frame rule: 8k+1, capped at what its variant was trained for."""
+    return FrameRule(8, {"384p": 121, "768p": 241}.get(variant or ""))
 
 
 # family -> (text-to-video pipeline, image-to-video pipeline): the diffusers classes that run it

@@ -98,7 +98,7 @@ def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
         prompt=prompt, negative=preset.negative, seed=preset.seed if preset.seed is not None else new_seed(),
         steps=preset.steps, guidance=preset.guidance, sampler=preset.sampler, shift=preset.shift,
         width=width, height=height, frames=preset.frames, generated_frames=backend.frame_count(preset.frames),
-        image=preset.image,
+        image=preset.image, video_steps=preset.video_steps, video_guidance=preset.video_guidance,
     )
     return job, [*([note] if note else []), *backend.job_notes(job)]
 
@@ -109,7 +109,8 @@ def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
         "guidance": job.guidance, "sampler": job.sampler, "shift": job.shift, "width": job.width,
         "height": job.height, "frames": job.frames, "generated_frames": job.generated_frames, "fps": preset.fps,
         "model": backend.model_id, "preset": preset.name, "device": backend.device, "dtype": backend.dtype,
-        "compile": backend.compiled, "image": job.image,
+        "compile": backend.compiled, "image": job.image, "video_steps": job.video_steps,
+        "video_guidance": job.video_guidance,
         **{k: getattr(preset, k) for k in ("offload", "vae_tiling", "cache", "cache_threshold")},
         **getattr(backend, "runtime", {}),  # what the backend resolved (e.g. offload auto -> none)
         "versions": package_versions(),

@@ -20,6 +20,8 @@ SETTINGS: dict[str, tuple[type, bool]] = {
     "fps": (int, False),
     "steps": (int, False),
     "guidance": (float, False),
+    "video_steps": (int, True),  # Pyramid Flow: steps per stage for frames after the first (null: steps)
+    "video_guidance": (float, True),  # Pyramid Flow: guidance for frames after the first (null: guidance)
     "sampler": (str, False),
     "shift": (float, True),  # null: derived from the number of latent tokens
     "negative": (str, False),
@@ -40,7 +42,7 @@ CACHES = ("none", "first-block", "taylorseer", "pab", "faster")
 
 # Settings a prompt-file row may change: the model and how it runs are loaded once per batch.
 ROW_SETTINGS = ("negative", "seed", "frames", "fps", "width", "height", "steps", "guidance", "sampler", "shift",
-                "image")
+                "image", "video_steps", "video_guidance")
 
 MAX_SIZE = 2048
 MAX_FRAMES = 100_000
@@ -70,9 +72,9 @@ def check_setting(name: str, value: Any) -> Any:
         _range(name, value, 1, MAX_FRAMES)
     elif name == "fps":
         _range(name, value, 1, 240)
-    elif name == "steps":
+    elif name in ("steps", "video_steps"):
         _range(name, value, 1, 1000)
-    elif name == "guidance":
+    elif name in ("guidance", "video_guidance"):
         _range(name, value, 0.0, 100.0)
     elif name == "shift":
         _range(name, value, 0.01, 100.0)

@@ -104,8 +104,8 @@ def hub_cache() -> str:
     return constants.HF_HUB_CACHE
 
 
-def hub_folder(repo: str, revision: str | None) -> Path | None:
-    """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled."""
+def hub_folder(repo: str, revision: str | None, marker: str = "model_index.json") -> Path | None:
+    """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled (no `marker`)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -113,17 +113,17 @@ def hub_folder(repo: str, revision: str | None) -> Path | None:
         folder = Path(snapshot_download(repo, revision=revision, local_files_only=True, cache_dir=hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
-    return folder if (folder / "model_index.json").is_file() else None
+    return folder if (folder / marker).is_file() else None
 
 
-def pull(repo: str, revision: str | None) -> Path:
-    """Downloads a diffusers-format repo into the hub cache with progress bars; HF_TOKEN opens gated repos."""
+def pull(repo: str, revision: str | None, ignore: list[str] = HUB_IGNORE, allow: list[str] | None = None) -> Path:
+    """Downloads a hub repo into the hub cache with progress bars; HF_TOKEN opens gated repos."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(repo, revision=revision, ignore_patterns=HUB_IGNORE, cache_dir=hub_cache(),
-                                      endpoint=os.environ.get("HF_ENDPOINT")))  # a mirror, read now
+        return Path(snapshot_download(repo, revision=revision, ignore_patterns=ignore, allow_patterns=allow,
+                                      cache_dir=hub_cache(), endpoint=os.environ.get("HF_ENDPOINT")))  # read now
     except GatedRepoError:
         raise UsageError(f"{repo} is gated: accept its licence at https://huggingface.co/{repo} and set HF_TOKEN") \
             from None
@@ -141,7 +141,16 @@ def pull_model(model_id: str) -> Path:
     spec = get_spec(model_id)
     if spec.repo is None:
         raise UsageError(f"{model_id} ships inside the package; there is nothing to pull")
-    return pull(spec.repo, spec.revision)
+    if spec.family != "pyramid-flow":
+        return pull(spec.repo, spec.revision)
+    from .pyramid_flow.checkpoint import DIT_PREFIX, VAE, VAE_BIN, convert_vae
+
+    # its own DiT variant only; the VAE comes as a pickle, converted to safetensors once, here
+    others = [f"{DIT_PREFIX}{v}/*" for v in ("384p", "768p") if v != spec.variant]
+    folder = pull(spec.repo, spec.revision, ignore=[*HUB_IGNORE, *others])
+    pull(spec.repo, spec.revision, ignore=[], allow=[f"{VAE}/{VAE_BIN}"])
+    convert_vae(folder)
+    return folder
 
 
 def diffusers_folder(path: Path) -> dict | None:

@@ -264,3 +264,18 @@ def wan_i2v(folder: Path) -> Path:
 
 BUILDERS = {"ltx-video": ltx, "wan": wan, "cogvideox": cogvideox, "mochi": mochi, "hunyuanvideo": hunyuan}
 I2V_BUILDERS = {"cogvideox-i2v": cogvideox_i2v, "wan-i2v": wan_i2v, "wan-ti2v": wan_ti2v}
+
+
+def pyramid_flow(folder: Path) -> Path:
+    """Pyramid Flow in the hub's layout, from the tiny weights the parity vectors were recorded with
+    (tests/data/pyramid_flow); the VAE is pickled, as the hub ships it, for `sora models convert` to read."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    source = Path(__file__).parent / "data" / "pyramid_flow" / "tiny"
+    shutil.copytree(source, folder)
+    vae = folder / "causal_video_vae"
+    torch.save(load_file(vae / "diffusion_pytorch_model.safetensors"), vae / "diffusion_pytorch_model.bin")
+    (vae / "diffusion_pytorch_model.safetensors").unlink()
+    return folder

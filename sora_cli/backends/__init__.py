@@ -45,11 +45,13 @@ BACKENDS = {
     "native": "sora_cli.backends.native:NativeBackend",
     **{family: "sora_cli.backends.open_models:DiffusersBackend"
        for family in ("ltx-video", "wan", "cogvideox", "mochi", "hunyuanvideo")},
+    "pyramid-flow": "sora_cli.backends.pyramid_flow:PyramidFlowBackend",
 }
 
 
 def model_family(model_ref: str) -> str:
     """The family of a registry id, a native .safetensors checkpoint or a diffusers-format folder."""
+    from ..pyramid_flow.checkpoint import is_pyramid_folder
     from ..registry import get_spec, pipeline_family
     from ..weights import checkpoint_path, diffusers_folder, read_metadata
 
@@ -59,8 +61,11 @@ def model_family(model_ref: str) -> str:
     if path.is_dir():
         if (index := diffusers_folder(path)) is not None:
             return pipeline_family(index["_class_name"])[0]
+        if is_pyramid_folder(path):
+            return "pyramid-flow"
         if not (path / "model.safetensors").is_file():
-            raise UsageError(f"{path} is not a checkpoint: expected model_index.json (a diffusers folder) "
+            raise UsageError(f"{path} is not a checkpoint: expected model_index.json (a diffusers folder), "
+                             "causal_video_vae/ with diffusion_transformer_*/ (Pyramid Flow) "
                              "or model.safetensors (a sora native checkpoint)")
     return read_metadata(path)["family"]
 
