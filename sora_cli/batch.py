@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import manifest
 from .errors import UsageError
-from .generate import check_flags
+from .generate import check_flags, model_preset
 from .manifest import RowResult
 from .presets import resolve_preset
 from .prompts import PromptRow, read_prompt_files
@@ -53,7 +53,7 @@ def run_batch(
         raise UsageError(f"unsupported format '{ext}'; valid: {', '.join(FORMATS)}")
     cli = check_flags(flags)
     seed = batch_seed(out_dir, cli.pop("seed", None), resume)
-    preset = resolve_preset(preset_ref or "default")
+    preset = resolve_preset(preset_ref or model_preset(flags.get("model")))
     rows = read_prompt_files(files)
     check_writable(out_dir)
     batches, previous = manifest.read(out_dir)

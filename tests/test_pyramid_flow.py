@@ -203,6 +203,19 @@ def test_image_to_video_starts_from_the_image(cli, checkpoint, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["image"] == str(image)
 
 
+def test_batch_renders_with_the_models_own_preset(cli, checkpoint, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving left\na blue square moving up\n")
+    code, _, stderr = cli("batch", prompts, "--out", tmp_path / "renders", "--model", checkpoint, "--frames", "9",
+                          "--width", "64", "--height", "64", "--steps", "1", "--video-steps", "1", "--seed", "0")
+    assert code == 0, stderr
+    rows = [json.loads(line) for line in (tmp_path / "renders" / "manifest.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["type"] == "row"]
+    assert len(rows) == 2 and all(r["status"] == "done" for r in rows)
+    assert {r["recipe"]["preset"] for r in rows} == {"pyramid-flow-384p"}
+    assert all(read_frames(tmp_path / "renders" / r["output"]).shape == (9, 64, 64, 3) for r in rows)
+
+
 def broken(checkpoint: Path, tmp_path: Path, change) -> Path:
     folder = tmp_path / "broken"
     shutil.copytree(checkpoint, folder)
