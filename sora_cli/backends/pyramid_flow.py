@@ -185,16 +185,12 @@ class PyramidFlowBackend:
 
     def _decode(self, latents):
         """Each latent frame decoded as it arrives: the causal VAE carries its state from frame to frame."""
-        from ..pyramid_flow.vae import Tiles
+        def denormalised():
+            for i, z in enumerate(latents):
+                yield z / IMAGE_SCALE + IMAGE_SHIFT if i == 0 else z / VIDEO_SCALE + VIDEO_SHIFT
 
-        tiles = None
-        for i, z in enumerate(latents):
-            z = z / IMAGE_SCALE + IMAGE_SHIFT if i == 0 else z / VIDEO_SCALE + VIDEO_SHIFT
-            if self.runtime["vae_tiling"]:
-                tiles = tiles or Tiles(self.vae, z, TILE)
-                yield tiles.decode(z, i == 0).float()
-            else:
-                yield self.vae.decoder(self.vae.post_quant_conv(z, i == 0, True), i == 0, True).float()
+        for frames in self.vae.stream_decode(denormalised(), TILE if self.runtime["vae_tiling"] else None):
+            yield frames.float()
 
 
 def _place(parts: dict, device: str, offload: str, vram_gb: float | None, weights: float) -> str:

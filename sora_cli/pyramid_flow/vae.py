@@ -9,7 +9,7 @@ Parameter names follow the published checkpoint (causal_video_vae/), so its weig
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -208,18 +208,23 @@ class CausalVideoVAE(nn.Module):
         return self.decoder(self.post_quant_conv(z))
 
     def decode_chunks(self, z: torch.Tensor, window: int = 1, tile: int | None = None) -> Iterator[torch.Tensor]:
-        """The same frames, a few latent frames at a time (the first chunk holds window+1), so memory stays flat
-        however long the clip; with `tile` (pixels) each chunk is also decoded in overlapping spatial tiles."""
+        """The same frames, a few latent frames at a time (the first chunk holds window+1, as the reference
+        chunks), so memory stays flat however long the clip; `tile` as in stream_decode."""
         bounds = [0, min(window + 1, z.shape[2])]
         while bounds[-1] < z.shape[2]:
             bounds.append(min(bounds[-1] + window, z.shape[2]))
-        tiles = Tiles(self, z, tile) if tile else None
-        for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
-            chunk = z[:, :, start:end]
-            if tiles is None:
-                yield self.decoder(self.post_quant_conv(chunk, i == 0, True), i == 0, True)
+        return self.stream_decode((z[:, :, a:b] for a, b in zip(bounds, bounds[1:])), tile)
+
+    def stream_decode(self, chunks: Iterable[torch.Tensor], tile: int | None = None) -> Iterator[torch.Tensor]:
+        """Consecutive latent chunks, as they arrive, -> their frames; where the chunks break does not change
+        the frames. With `tile` (pixels) each chunk is decoded in overlapping spatial tiles."""
+        tiles = None
+        for i, z in enumerate(chunks):
+            if tile:
+                tiles = tiles or Tiles(self, z, tile)
+                yield tiles.decode(z, i == 0)
             else:
-                yield tiles.decode(chunk, i == 0)
+                yield self.decoder(self.post_quant_conv(z, i == 0, True), i == 0, True)
 
 
 class Tiles:
