@@ -76,9 +76,10 @@ def generate(
     from .progress import make_reporter
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
-                   compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
-                   cache_threshold=cache_threshold, image=str(image) if image else None)
+                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed,
+                   sampler=sampler, model=model, device=device, dtype=dtype, compile=compile, offload=offload,
+                   vae_tiling=vae_tiling, cache=cache, cache_threshold=cache_threshold,
+                   image=str(image) if image else None)
     reporter = make_reporter(quiet)
     try:
         result = run_generate(prompt, flags=flags, preset_ref=preset, from_path=from_, output=output,
@@ -126,9 +127,9 @@ def batch(
             print(f"[{result.index + 1}/{total}] {result.status} {out / result.output} ({detail})", flush=True)
 
     flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed, sampler=sampler, model=model, device=device, dtype=dtype,
-                   compile=compile, offload=offload, vae_tiling=vae_tiling, cache=cache,
-                   cache_threshold=cache_threshold)
+                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed,
+                   sampler=sampler, model=model, device=device, dtype=dtype, compile=compile, offload=offload,
+                   vae_tiling=vae_tiling, cache=cache, cache_threshold=cache_threshold)
     reporter = make_reporter(quiet)
     try:
         results, stopped, failed = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format,
@@ -274,12 +275,9 @@ def models_pull(model_id: Annotated[str, typer.Argument(help="A model id from so
 @models_app.command("convert")
 def models_convert(folder: Annotated[Path, typer.Argument(help="A Pyramid Flow checkpoint folder (the hub's layout).", show_default=False)]) -> None:
     """Convert a Pyramid Flow folder's pickled VAE (.bin) to safetensors, once (tensors only are read)."""
-    from .pyramid_flow.checkpoint import convert_vae, is_pyramid_folder
+    from .pyramid_flow.checkpoint import convert_vae, require_folder
 
-    if not is_pyramid_folder(folder):
-        raise UsageError(f"{folder} is not a Pyramid Flow checkpoint folder (no causal_video_vae/ and "
-                         "diffusion_transformer_*/)")
-    written = convert_vae(folder)
+    written = convert_vae(require_folder(folder))
     print(written if written else f"{folder}: nothing to convert (the VAE is already safetensors)")
 
 

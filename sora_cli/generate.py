@@ -63,8 +63,10 @@ def model_preset(model: str | None) -> str:
 
     if model in MODELS:
         return MODELS[model].preset
-    if model and is_pyramid_folder(Path(model).expanduser()) and len(held := variants(Path(model).expanduser())) == 1:
-        return MODELS[f"pyramid-flow-{held[0]}"].preset if f"pyramid-flow-{held[0]}" in MODELS else "default"
+    folder = Path(model).expanduser() if model else None
+    if folder is not None and is_pyramid_folder(folder) and len(held := variants(folder)) == 1:
+        spec = MODELS.get(f"pyramid-flow-{held[0]}")
+        return spec.preset if spec else "default"
     return "default"
 
 

@@ -83,6 +83,19 @@ def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | Non
                                                     **{**RUNTIME_OPTIONS, **options})
 
 
+def load_image(path: str):
+    """An image-to-video first frame as RGB, or one line naming the file that cannot be read."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(Path(path).expanduser()) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UsageError(f"cannot read the image {path}: {exc}") from None
+
+
 def backend_for(preset) -> Backend:
     """The backend a resolved preset asks for: its model on its device, with its runtime options."""
     return load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile,

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..pipeline import Job, deliver
 from ..registry import FAMILY_PIPELINES, FAMILY_RULES, MODELS, FrameRule, pipeline_family
 from ..weights import diffusers_folder, hub_folder
-from . import runtime
+from . import load_image, runtime
 from .stream_decode import stream_decode
 
 SCHEDULER_SHIFT = {"UniPCMultistepScheduler": "flow_shift", "FlowMatchEulerDiscreteScheduler": "shift"}
@@ -128,7 +128,7 @@ class DiffusersBackend:
         if self.family == "ltx-video":
             kwargs["frame_rate"] = 24
         if job.image:
-            kwargs["image"] = _load_image(job.image)
+            kwargs["image"] = load_image(job.image)
         if progress:
             def on_step(pipe, i, t, tensors):
                 progress("denoise", i + 1, job.steps)
@@ -210,16 +210,6 @@ def _size_multiple(pipe) -> int:
     patch = pipe.transformer.config.get("patch_size", 1) if getattr(pipe, "transformer", None) is not None else 1
     patch = patch[-1] if isinstance(patch, (list, tuple)) else patch
     return int(spatial or 0) * int(patch or 1)
-
-
-def _load_image(path: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(Path(path).expanduser()) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError(f"cannot read the image {path}: {exc}") from None
 
 
 def _duration(seconds: float) -> str:

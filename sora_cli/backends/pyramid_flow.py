@@ -17,7 +17,7 @@ from ..pyramid_flow.text import QUALITY_SUFFIX
 from ..pyramid_flow.vae import latent_frames
 from ..registry import MODELS, FrameRule, pyramid_rule
 from ..weights import hub_folder
-from . import runtime
+from . import load_image, runtime
 
 # per-frame latent normalisation of the miniFLUX checkpoints: the first frame is coded like an image
 IMAGE_SHIFT, IMAGE_SCALE = -0.04, 1 / 1.8726
@@ -170,14 +170,10 @@ class PyramidFlowBackend:
         return guided
 
     def _image_latent(self, job: Job, generator) -> torch.Tensor:
-        from PIL import Image, ImageOps, UnidentifiedImageError
-
-        try:
-            with Image.open(Path(job.image).expanduser()) as image:
-                image = ImageOps.fit(image.convert("RGB"), (job.width, job.height), Image.Resampling.LANCZOS)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UsageError(f"cannot read the image {job.image}: {exc}") from None
         import numpy as np
+        from PIL import Image, ImageOps
+
+        image = ImageOps.fit(load_image(job.image), (job.width, job.height), Image.Resampling.LANCZOS)
 
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None, :, None]
         z = self.vae.encode(pixels.to(self.device, torch_dtype(self.dtype)), generator)
@@ -197,10 +193,7 @@ def _place(parts: dict, device: str, offload: str, vram_gb: float | None, weight
     """Everything on the device, or (model offload) the text encoders kept on the CPU until they encode, or
     (group) the DiT's blocks streamed in one at a time."""
     if offload == "auto":
-        offload = "none"
-        if device == "cuda":
-            free_gb = torch.cuda.mem_get_info()[0] / 2**30
-            offload = "none" if (vram_gb or weights * 1.3) < 0.9 * free_gb else "model"
+        offload = runtime.auto_offload(device, vram_gb, weights)
     if offload == "group":
         parts["dit"].enable_group_offload(onload_device=torch.device(device), offload_type="block_level",
                                           num_blocks_per_group=1)
@@ -220,9 +213,6 @@ def _resolve(model_ref: str) -> tuple[Path, str | None, FrameRule]:
         if folder is None:
             raise UsageError(f"{model_ref} is not downloaded yet; run: sora models pull {model_ref}")
         return folder, spec.variant, spec.frames
-    folder = Path(model_ref).expanduser()
-    if not checkpoint.is_pyramid_folder(folder):
-        raise UsageError(f"{folder} is not a Pyramid Flow checkpoint folder (no causal_video_vae/ and "
-                         "diffusion_transformer_*/)")
+    folder = checkpoint.require_folder(Path(model_ref).expanduser())
     held = checkpoint.variants(folder)
     return folder, None, pyramid_rule(held[0] if len(held) == 1 else None)

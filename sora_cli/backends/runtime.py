@@ -15,13 +15,7 @@ CPU_GFLOPS = 50.0  # fp32 matmul per core on a laptop/server CPU (measured ~55 o
 def place(pipe, *, device: str, offload: str, vram_gb: float | None, weights: float) -> str:
     """Puts the pipeline on `device` whole or offloaded; returns the offload actually used."""
     if offload == "auto":
-        offload = "none"
-        if device == "cuda":
-            import torch
-
-            free_gb = torch.cuda.mem_get_info()[0] / 2**30
-            need = vram_gb if vram_gb is not None else weights * 1.3
-            offload = "none" if need < 0.9 * free_gb else "model"
+        offload = auto_offload(device, vram_gb, weights)
     if offload != "none" and device == "cpu":
         raise UsageError(f"--offload {offload} moves weights between the CPU and a GPU; on the CPU use none")
     if offload == "none":
@@ -33,6 +27,18 @@ def place(pipe, *, device: str, offload: str, vram_gb: float | None, weights: fl
     else:  # group: blocks stream in one at a time; the rest of the pipeline stays on the device
         pipe.enable_group_offload(onload_device=device, offload_type="block_level", num_blocks_per_group=1)
     return offload
+
+
+def auto_offload(device: str, vram_gb: float | None, weights: float) -> str:
+    """`--offload auto`: on CUDA the whole model when its VRAM (published, else weights + 30 %) fits in 90 % of
+    the free memory, else model-level offload; elsewhere none."""
+    if device != "cuda":
+        return "none"
+    import torch
+
+    free_gb = torch.cuda.mem_get_info()[0] / 2**30
+    need = vram_gb if vram_gb is not None else weights * 1.3
+    return "none" if need < 0.9 * free_gb else "model"
 
 
 def transformers_of(pipe) -> list:

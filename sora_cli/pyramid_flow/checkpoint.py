@@ -25,6 +25,14 @@ def is_pyramid_folder(path: Path) -> bool:
     return (Path(path) / VAE / "config.json").is_file() and any(Path(path).glob(f"{DIT_PREFIX}*/config.json"))
 
 
+def require_folder(path: Path) -> Path:
+    """`path`, or one line saying it is not a Pyramid Flow folder."""
+    if not is_pyramid_folder(path):
+        raise UsageError(f"{path} is not a Pyramid Flow checkpoint folder (no causal_video_vae/ and "
+                         f"{DIT_PREFIX}*/)")
+    return path
+
+
 def variants(folder: Path) -> list[str]:
     """The DiT variants a folder holds (384p, 768p)."""
     return sorted(p.parent.name.removeprefix(DIT_PREFIX) for p in Path(folder).glob(f"{DIT_PREFIX}*/config.json"))

@@ -69,13 +69,17 @@ def start_noise(noise: Noise, plan: Plan, channels: int) -> torch.Tensor:
     return x
 
 
-def history(generated: list[torch.Tensor], stage: int) -> list[torch.Tensor]:
-    """The clean clips a frame sees at `stage`, oldest (coarsest) first."""
-    full = torch.cat(generated, dim=2)
-    levels = [full]
+def pyramid(generated: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The clean frames so far at ¼, ½ and full resolution (bilinear, each level from the one above)."""
+    levels = [torch.cat(generated, dim=2)]
     for _ in range(LEVELS - 1):
         levels.insert(0, _half(levels[0]))
-    count = len(generated)
+    return levels
+
+
+def history(levels: list[torch.Tensor], stage: int) -> list[torch.Tensor]:
+    """The clean clips a frame sees at `stage`, oldest (coarsest) first."""
+    count = levels[0].shape[2]
     parts, level, back = [levels[stage][:, :, -1:]], stage, 1
     while back < count:
         level = max(level - 1, 0)
@@ -104,12 +108,13 @@ def sample(velocity: Velocity, plan: Plan, noise: Noise, channels: int, *, first
         # image-to-video takes noise frames from 0, as the reference does
         k = index - 1 if first_latent is not None else index
         x = low[:, :, k:k + 1]
+        levels = pyramid(generated) if generated else None
         for level, stage in enumerate(stages(steps)):
             if level:
                 x = _double(x)
                 alpha, beta = renoise_coefficients(stage.start_signal)
                 x = alpha * x + beta * noise.block(tuple(x.shape)).to(x.device, x.dtype)
-            past = history(generated, level) if generated else []
+            past = history(levels, level) if levels else []
             for i, t in enumerate(stage.timesteps):
                 v = velocity([*past, x], torch.tensor(t, dtype=torch.float64), guidance)
                 x = (x.float() + (stage.sigmas[i + 1] - stage.sigmas[i]) * v).to(v.dtype)
