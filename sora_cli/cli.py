@@ -164,6 +164,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.jsonl and the exported sora-tiny.safetensors.")] = Path("build/sora-tiny"),
     vae_steps: Annotated[Optional[int], typer.Option(help="Autoencoder steps (stage 1) [default: the shipped recipe's].")] = None,
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
+    direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: 0, off in the shipped recipe].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one actor per GPU or CPU worker; extra sora-cli[ray]).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address [default: start a local one].")] = None,
@@ -175,7 +176,8 @@ def train(
     """Train sora-tiny from scratch on the procedural tiny world (CPU; resumable)."""
     from .train import run_training
 
-    print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, seed=seed, resume=resume))
+    print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps, seed=seed,
+                       resume=resume))
 
 
 @app.command("eval")

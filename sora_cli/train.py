@@ -1,15 +1,16 @@
-"""`sora train`: sora-tiny from scratch on the tiny world, in two stages, resumable at any checkpoint.
+"""`sora train`: sora-tiny from scratch on the tiny world, in three stages, resumable at any checkpoint.
 
 Stage 1 trains the video autoencoder alone (reconstruction, object pixels weighted up, noisy latents).
 Stage 2 freezes it and trains the text tower and the DiT with rectified flow on its latents: half the windows
 continue from `context` given latent steps (how long videos are made), one prompt in ten is dropped (for
 classifier-free guidance), and the noise levels lean to the noisy end, where shape and motion are decided.
 Clips are rendered on the fly; in stage 2 they are encoded into a buffer that is refreshed a few clips per
-step, since encoding every clip would cost more than training on it.
+step, since encoding every clip would cost more than training on it. Stage 3 fine-tunes the text tower and
+the DiT so that the direction of a motion follows the words (see Trainer.train_direction).
 
 Everything is a function of (seed, stage, step), so a run stopped and resumed ends with the same weights as
 one that never stopped. The run folder holds model.safetensors (a sora checkpoint: `--model DIR` renders it;
-EMA weights in stage 2), state.safetensors (raw weights, optimizer moments, the latent buffer) and log.jsonl.
+EMA weights in stages 2 and 3), state.safetensors (raw weights, optimizer moments, the latent buffer) and log.jsonl.
 """
 
 from __future__ import annotations
@@ -61,8 +62,31 @@ class Recipe:
     context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
     sigma_shift: float = 2.0
     ema: float = 0.999
+    direction_steps: int = 0  # stage 3, off in the shipped recipe (see Trainer.train_direction)
+    direction_lr: float = 1e-4
+    direction_first_context: float = 0.43  # of the windows without context: 0.3 of all get their first step only
+    direction_margin: float = 0.1  # log(wrong-direction loss) should exceed log(true loss) by this much
+    direction_weight: float = 1.0
+    direction_ema: float = 0.998
     checkpoint_every: int = 100
     eval_every: int = 500  # 0: no evaluation during training
+
+
+DIRECTIONS = (("left", "right"), ("up", "down"))
+
+
+def direction_swap(context_length: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Token ids (B, S) -> the same captions with each motion's direction reversed (left <-> right, up <-> down)."""
+    ids = tokenize([w for pair in DIRECTIONS for w in pair], context_length)[:, 1]  # each word is one token
+    table = dict(zip(ids.tolist(), ids.view(-1, 2).flip(1).reshape(-1).tolist()))
+
+    def swap(tokens: torch.Tensor) -> torch.Tensor:
+        out = tokens.clone()
+        for old, new in table.items():
+            out[tokens == old] = new
+        return out
+
+    return swap
 
 
 def _generator(recipe: Recipe, stage: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -271,6 +295,43 @@ class Trainer:
         self.model.text.load_state_dict(fresh.text.state_dict())
         self.model.dit.load_state_dict(fresh.dit.state_dict())
 
+    def _refresh_buffer(self, rng: np.random.Generator) -> None:
+        """A few buffer slots get newly rendered clips."""
+        r = self.recipe
+        latents_new, tokens_new = self._encode_clips(rng, r.refresh)
+        slots = torch.from_numpy(rng.choice(r.buffer, r.refresh, replace=False))
+        self.extra["latents"][slots], self.extra["tokens"][slots] = latents_new, tokens_new
+
+    def _windows(self, rng: np.random.Generator, gen: torch.Generator, first_context_rate: float):
+        """A batch of noised training windows from the buffer: (x0, tokens, sigma, noise, xt, ctx, context_mask,
+        keep), where keep marks the latent steps given as (lightly noised) context."""
+        r, model = self.recipe, self.model
+        window, context = model.params.dit.window, model.params.dit.context
+        pick = torch.from_numpy(rng.integers(0, r.buffer, r.dit_batch))
+        max_offset = r.buffer_latents - window
+        offsets = np.where(rng.random(r.dit_batch) < 0.5, 0, rng.integers(1, max_offset + 1, r.dit_batch))
+        x0 = torch.stack([self.extra["latents"][i, :, o : o + window] for i, o in zip(pick.tolist(), offsets)])
+        tokens = self.extra["tokens"][pick].clone()
+        drop = torch.from_numpy(rng.random(r.dit_batch) < r.cfg_dropout)
+        tokens[drop] = tokenize([""], model.params.text.context_length)
+        has_context = torch.from_numpy(rng.random(r.dit_batch) < r.context_rate)
+        context_mask = torch.zeros(r.dit_batch, window, dtype=torch.bool)
+        context_mask[has_context, :context] = True
+        if first_context_rate:  # only the start is given: which way it moves must come from the words
+            first_only = ~has_context & torch.from_numpy(rng.random(r.dit_batch) < first_context_rate)
+            context_mask[first_only, :1] = True
+        # noise levels: logit-normal, shifted towards the noisy end
+        u = torch.sigmoid(torch.randn(r.dit_batch, generator=gen))
+        sigma = r.sigma_shift * u / (1 + (r.sigma_shift - 1) * u)
+        noise = torch.randn(x0.shape, generator=gen)
+        s = sigma[:, None, None, None, None]
+        xt = (1 - s) * x0 + s * noise
+        a = r.context_noise * torch.rand(r.dit_batch, generator=gen)[:, None, None, None, None]
+        ctx = (1 - a) * x0 + a * torch.randn(x0.shape, generator=gen)
+        keep = context_mask[:, None, :, None, None].float()
+        xt = xt * (1 - keep) + ctx * keep
+        return x0, tokens, sigma, noise, xt, ctx, context_mask, keep
+
     def train_dit(self) -> None:
         r, model = self.recipe, self.model
         if self.step == 0 and self.ema is None:
@@ -283,39 +344,11 @@ class Trainer:
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
         self._make_optimizer(trainable, r.dit_lr, 0.01)
-        empty = tokenize([""], model.params.text.context_length)
-        window, context = model.params.dit.window, model.params.dit.context
         meter = _Meter()
         while self.step < r.dit_steps:
             rng, gen = _generator(r, 2, self.step)
-            # refresh a few buffer slots with newly rendered clips
-            latents_new, tokens_new = self._encode_clips(rng, r.refresh)
-            slots = torch.from_numpy(rng.choice(r.buffer, r.refresh, replace=False))
-            self.extra["latents"][slots], self.extra["tokens"][slots] = latents_new, tokens_new
-            # a batch of windows
-            pick = torch.from_numpy(rng.integers(0, r.buffer, r.dit_batch))
-            max_offset = r.buffer_latents - window
-            offsets = np.where(rng.random(r.dit_batch) < 0.5, 0, rng.integers(1, max_offset + 1, r.dit_batch))
-            x0 = torch.stack([self.extra["latents"][i, :, o : o + window] for i, o in zip(pick.tolist(), offsets)])
-            tokens = self.extra["tokens"][pick].clone()
-            drop = torch.from_numpy(rng.random(r.dit_batch) < r.cfg_dropout)
-            tokens[drop] = empty
-            has_context = torch.from_numpy(rng.random(r.dit_batch) < r.context_rate)
-            context_mask = torch.zeros(r.dit_batch, window, dtype=torch.bool)
-            context_mask[has_context, :context] = True
-            if r.first_context_rate:  # only the start is given: which way it moves must come from the words
-                first_only = ~has_context & torch.from_numpy(rng.random(r.dit_batch) < r.first_context_rate)
-                context_mask[first_only, :1] = True
-            # noise levels: logit-normal, shifted towards the noisy end
-            u = torch.sigmoid(torch.randn(r.dit_batch, generator=gen))
-            sigma = r.sigma_shift * u / (1 + (r.sigma_shift - 1) * u)
-            noise = torch.randn(x0.shape, generator=gen)
-            s = sigma[:, None, None, None, None]
-            xt = (1 - s) * x0 + s * noise
-            a = r.context_noise * torch.rand(r.dit_batch, generator=gen)[:, None, None, None, None]
-            ctx = (1 - a) * x0 + a * torch.randn(x0.shape, generator=gen)
-            keep = context_mask[:, None, :, None, None].float()
-            xt = xt * (1 - keep) + ctx * keep
+            self._refresh_buffer(rng)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, r.first_context_rate)
             text, mask = model.text(tokens)
             v = model.dit(xt, sigma, text, mask, ctx, context_mask)
             loss = self._dit_loss(v, x0, noise, xt, sigma, keep)
@@ -326,51 +359,123 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             self.optimizer.step()
-            self._update_ema()
+            self._update_ema(r.ema)
             self.step += 1
             meter.add(loss=loss.item())
             self._tick("dit", r.dit_steps, meter)
             if r.eval_every and (self.step % r.eval_every == 0 or self.step == r.dit_steps):
-                self.evaluate_now()
+                self.evaluate_now("dit")
+        self.stage, self.step, self.optimizer = "direction", 0, None
+        self.checkpoint()
+
+    # ---- stage 3: which way it moves --------------------------------------------------------------------------
+    def train_direction(self) -> None:
+        """Fine-tunes text tower and DiT so the motion's direction follows the words.
+
+        Stage 2 learns the axis of a motion but hardly its sign: the noisy clip itself shows which way the
+        object moves as soon as its position is known, so the words only matter in a narrow band of noise
+        levels and their gradient is weak. Here each directed clip is also denoised under its caption with the
+        direction swapped (left/right, up/down), and a hinge asks the true caption's loss to be lower than the
+        swapped one's by a margin (in log terms), while the stage-2 loss keeps the rest of what was learned."""
+        r, model = self.recipe, self.model
+        if self.step == 0:  # starts from the weights stage 2 ships (its EMA), with a fresh optimizer and EMA
+            with torch.no_grad():
+                for name, p in self._ema_source().items():
+                    p.copy_(self.ema[name])
+            self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
+            self._saved = None
+        trainable = [*model.text.parameters(), *model.dit.parameters()]
+        model.text.train().requires_grad_(True)
+        model.dit.train().requires_grad_(True)
+        self._make_optimizer(trainable, r.direction_lr, 0.01)
+        swap = direction_swap(model.params.text.context_length)
+        context = model.params.dit.context
+        meter = _Meter()
+        while self.step < r.direction_steps:
+            rng, gen = _generator(r, 3, self.step)
+            self._refresh_buffer(rng)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen,
+                                                                                 r.direction_first_context)
+            swapped = swap(tokens)
+            # directed clips whose caption was kept and whose direction the context does not already show
+            pick = ((swapped != tokens).any(1) & ~context_mask[:, context - 1]).nonzero().squeeze(1)
+
+            def both(t):
+                return torch.cat([t, t[pick]])
+
+            text, mask = model.text(torch.cat([tokens, swapped[pick]]))
+            v = model.dit(both(xt), both(sigma), text, mask, both(ctx), both(context_mask))
+            losses = self._dit_losses(v, both(x0), both(noise), both(xt), both(sigma), both(keep))
+            true, wrong = losses[: len(tokens)], losses[len(tokens):]
+            hinge = torch.relu(r.direction_margin + true[pick].log() - wrong.log()).sum() / max(len(pick), 1)
+            loss = true.mean() + r.direction_weight * hinge
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr(self.step, r.direction_steps, r.direction_lr, r.warmup // 2)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            self.optimizer.step()
+            self._update_ema(r.direction_ema)
+            self.step += 1
+            # ratio: how much worse the wrong direction denoises than the right one (1: the words do not matter)
+            ratio = (wrong / true[pick]).mean().item() if len(pick) else 1.0
+            meter.add(loss=true.mean().item(), hinge=hinge.item(), ratio=ratio)
+            self._tick("direction", r.direction_steps, meter)
+        if r.eval_every and r.direction_steps:
+            self.evaluate_now("direction")
         self.stage = "done"
         self.checkpoint()
+
+    def _object_weight(self, x0, keep) -> torch.Tensor:
+        """(B, 1, T, H, W): predicted latent cells, those far from the clip's background counted up (the object)."""
+        background = x0.flatten(2).median(dim=2).values[..., None, None, None]
+        distance = (x0 - background).norm(dim=1, keepdim=True)
+        far = distance / distance.amax(dim=(2, 3, 4), keepdim=True).clamp(min=1e-6)
+        return (1 - keep) * (1 + self.recipe.object_weight * far)  # context positions were given, not predicted
 
     def _dit_loss(self, v, x0, noise, xt, sigma, keep) -> torch.Tensor:
         """Velocity MSE where the object is weighted up, plus an error on how the clean latents change from one
         step to the next. Shape and motion live in a few latent cells and in their changes, and a plain MSE
         spends itself on the background; without these terms the model learned colours but drew every shape
         as a blob drifting one way."""
-        r = self.recipe
-        free = 1 - keep  # context positions were given, not predicted
-        background = x0.flatten(2).median(dim=2).values[..., None, None, None]
-        distance = (x0 - background).norm(dim=1, keepdim=True)  # (B, 1, T, H, W)
-        weight = free * (1 + r.object_weight * distance / distance.amax(dim=(2, 3, 4), keepdim=True).clamp(min=1e-6))
+        free, weight = 1 - keep, self._object_weight(x0, keep)
         velocity = ((v - (noise - x0)) ** 2 * weight).sum() / (weight.sum() * x0.shape[1])
         x0_pred = xt - sigma[:, None, None, None, None] * v
         change = (x0_pred.diff(dim=2) - x0.diff(dim=2)) ** 2 * (free[:, :, 1:] * free[:, :, :-1])
         motion = change.sum() / ((free[:, :, 1:] * free[:, :, :-1]).sum() * x0.shape[1] * x0.shape[3] * x0.shape[4])
-        return velocity + r.motion_weight * motion
+        return velocity + self.recipe.motion_weight * motion
+
+    def _dit_losses(self, v, x0, noise, xt, sigma, keep) -> torch.Tensor:
+        """_dit_loss for each window of the batch: (B,)."""
+        free, weight = 1 - keep, self._object_weight(x0, keep)
+        dims = (1, 2, 3, 4)
+        velocity = ((v - (noise - x0)) ** 2 * weight).sum(dims) / (weight.sum(dims) * x0.shape[1])
+        x0_pred = xt - sigma[:, None, None, None, None] * v
+        pairs = free[:, :, 1:] * free[:, :, :-1]
+        change = ((x0_pred.diff(dim=2) - x0.diff(dim=2)) ** 2 * pairs).sum(dims)
+        motion = change / (pairs.sum(dims) * x0.shape[1] * x0.shape[3] * x0.shape[4]).clamp(min=1)
+        return velocity + self.recipe.motion_weight * motion
 
     def _ema_source(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if n.startswith(("text.", "dit."))}
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.recipe.ema, (1 + self.step) / (10 + self.step))
+    def _update_ema(self, most: float) -> None:
+        decay = min(most, (1 + self.step) / (10 + self.step))
         for name, p in self._ema_source().items():
             self.ema[name].lerp_(p.detach(), 1 - decay)
 
-    def evaluate_now(self, frames: int = 33, seen: int = 6, held_out: int = 6) -> dict:
+    def evaluate_now(self, stage: str, frames: int = 33, seen: int = 6, held_out: int = 6) -> dict:
         """A quick look with the EMA weights: one window per caption, judged by the checker."""
         model = Run._shippable(self.model, self.ema).eval()
         results = run_eval(model, eval_scenes(seen, held_out), [0], frames=frames, steps=20, guidance=5.0,
                            sampler="dpmpp_2m", device=torch.device("cpu"), dtype=torch.float32)
         summary = summarise(results)
-        self.run.log({"stage": "dit", "step": self.step, "eval": summary})
+        self.run.log({"stage": stage, "step": self.step, "eval": summary})
         parts = [f"{g} " + " ".join(f"{a} {summary[g][a]:.0%}" for a in ("colour", "shape", "motion", "background",
                                                                          "present"))
                  for g in ("seen", "held_out")]
-        self.report(f"dit step {self.step} eval: " + " | ".join(parts))
+        self.report(f"{stage} step {self.step} eval: " + " | ".join(parts))
         return summary
 
     # ---- progress -----------------------------------------------------------------------------------------
@@ -394,6 +499,8 @@ class Trainer:
             return None
         if self.stage == "dit":
             self.train_dit()
+        if self.stage == "direction":
+            self.train_direction()
         return self.export()
 
     def export(self) -> Path:
@@ -439,8 +546,11 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                              "or choose another --out")
         trainer.resume()
         saved = Recipe(**json.loads(trainer._saved_meta["recipe"]))
-        if replace(saved, vae_steps=recipe.vae_steps, dit_steps=recipe.dit_steps) != recipe:
+        steps = ("vae_steps", "dit_steps", "direction_steps")  # a run can be lengthened, nothing else changed
+        if replace(saved, **{k: getattr(recipe, k) for k in steps}) != recipe:
             raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
+        if trainer.stage == "done" and recipe.direction_steps > saved.direction_steps:
+            trainer.stage, trainer.step = "direction", saved.direction_steps  # stage 3 added to a finished run
         report(f"resuming {out} at {trainer.stage} step {trainer.step}")
     try:
         return trainer.fit(stop_after)
@@ -451,12 +561,13 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
 
 
 
-def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, seed: int, resume: bool) -> Path:
+def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
+                 seed: int, resume: bool) -> Path:
     """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
     from functools import partial
 
     recipe = Recipe(seed=seed)
-    for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps)):
+    for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps)):
         if value is not None:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")

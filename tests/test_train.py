@@ -1,18 +1,21 @@
 """`sora train` on a tiny configuration: the loss falls, and a stopped run resumes to the very same weights."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from sora_cli import train as training
-from sora_cli.train import Recipe, train
+from sora_cli.models.text import tokenize
+from sora_cli.train import Recipe, direction_swap, train
 
 from .conftest import TINY
 
 QUICK = Recipe(size=32, vae_steps=80, vae_batch=2, vae_frames=9, vae_lr=5e-4, dit_steps=60, dit_batch=4,
-               dit_lr=2e-3, warmup=2, buffer=8, refresh=1, buffer_latents=5, checkpoint_every=20, eval_every=0)
+               dit_lr=2e-3, direction_steps=40, direction_lr=2e-3, warmup=2, buffer=8, refresh=1, buffer_latents=5,
+               checkpoint_every=20, eval_every=0)
 
 
 def losses(run_dir, stage, key):
@@ -20,7 +23,7 @@ def losses(run_dir, stage, key):
     return [r[key] for r in records if r["stage"] == stage and key in r]
 
 
-def test_a_short_run_lowers_both_losses_and_exports_a_checkpoint_sora_can_load(tmp_path):
+def test_a_short_run_lowers_the_losses_and_exports_a_checkpoint_sora_can_load(tmp_path):
     from sora_cli.weights import load_native
 
     exported = train(tmp_path / "run", QUICK, resume=False, params=TINY, report=lambda _: None)
@@ -28,20 +31,33 @@ def test_a_short_run_lowers_both_losses_and_exports_a_checkpoint_sora_can_load(t
     assert len(vae_l1) == 4 and len(dit_loss) == 3
     assert vae_l1[-1] < 0.8 * vae_l1[0]
     assert dit_loss[-1] < 0.8 * dit_loss[0]
+    # stage 3 ran from stage 2's weights: its plain loss continues where stage 2 ended, not from scratch
+    direction = losses(tmp_path / "run", "direction", "loss")
+    assert len(direction) == 2 and direction[-1] < dit_loss[0]
     model, family = load_native(exported, "cpu", torch.float32)
     assert family == "native" and model.params.vae.latent_scale != 1.0  # stage 1 measured the latent statistics
     assert {v.dtype for v in load_file(str(exported)).values()} == {torch.float16}
 
 
-def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch):
-    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "checkpoint_every": 2})
+def test_the_direction_stage_contrasts_each_caption_with_its_direction_reversed():
+    swap = direction_swap(32)
+    captions = ["a red circle moving left on a white background", "a blue square moving up on a gray background",
+                "a green triangle bouncing on a navy background"]
+    reversed_ = [c.replace("left", "right").replace("up", "down") for c in captions]
+    assert torch.equal(swap(tokenize(captions, 32)), tokenize(reversed_, 32))
+    assert torch.equal(swap(swap(tokenize(captions, 32))), tokenize(captions, 32))
+
+
+@pytest.mark.parametrize("stop_in", ["dit", "direction"])
+def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch, stop_in):
+    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "direction_steps": 4, "checkpoint_every": 2})
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
 
     real_save = training.Run.save
 
     def save_then_stop(self, model, stage, step, *args):
         real_save(self, model, stage, step, *args)
-        if stage == "dit" and step == 2:
+        if stage == stop_in and step == 2:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(training.Run, "save", save_then_stop)
@@ -58,9 +74,22 @@ def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_direction_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
+    with_it = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "direction_steps": 4})
+    train(tmp_path / "straight", with_it, resume=False, params=TINY, report=lambda _: None)
+    train(tmp_path / "added", replace(with_it, direction_steps=0), resume=False, params=TINY, report=lambda _: None)
+    train(tmp_path / "added", with_it, resume=True, params=TINY, report=lambda _: None)
+
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "added" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "added", "direction", "loss") == losses(tmp_path / "straight", "direction", "loss")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--vae-steps", "-1"], "--vae-steps must be >= 0"),
     (["--dit-steps", "-5"], "--dit-steps must be >= 0"),
+    (["--direction-steps", "-2"], "--direction-steps must be >= 0"),
 ])
 def test_bad_training_options_are_one_line_and_exit_2(cli, tmp_path, args, message):
     code, _, stderr = cli("train", "--out", tmp_path / "run", *args)
