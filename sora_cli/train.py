@@ -217,6 +217,21 @@ class Trainer:
             _restore_optimizer(self.optimizer, self._saved, self._saved_meta)
         self._saved = None  # only the stage that was interrupted resumes its optimizer
 
+    def _optimise(self, loss: torch.Tensor, parameters, lr: float) -> None:
+        """One optimizer step at learning rate lr, gradients clipped to norm 1."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        self.optimizer.step()
+
+    def _train_text_and_dit(self) -> list[torch.nn.Parameter]:
+        """Stages 2 and 3 train the text tower and the DiT (the autoencoder stays frozen)."""
+        for part in (self.model.text, self.model.dit):
+            part.train().requires_grad_(True)
+        return [*self.model.text.parameters(), *self.model.dit.parameters()]
+
     def checkpoint(self) -> None:
         self.run.save(self.model, self.stage, self.step, self.recipe, self.extra, self.optimizer, self.ema)
 
@@ -243,12 +258,7 @@ class Trainer:
             l2 = (error.pow(2) * weight).mean() / weight.mean()
             penalty = latents.pow(2).mean()
             loss = l1 + l2 + r.latent_penalty * penalty
-            for group in self.optimizer.param_groups:
-                group["lr"] = _lr(self.step, r.vae_steps, r.vae_lr, r.warmup)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            self.optimizer.step()
+            self._optimise(loss, vae.parameters(), _lr(self.step, r.vae_steps, r.vae_lr, r.warmup))
             self.step += 1
             meter.add(l1=l1.item(), l2=l2.item(), latent=penalty.item())
             self._tick("vae", r.vae_steps, meter)
@@ -338,9 +348,7 @@ class Trainer:
             self._init_stage_two()
         if "latents" not in self.extra:
             self._fill_buffer()
-        trainable = [*model.text.parameters(), *model.dit.parameters()]
-        model.text.train().requires_grad_(True)
-        model.dit.train().requires_grad_(True)
+        trainable = self._train_text_and_dit()
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
         self._make_optimizer(trainable, r.dit_lr, 0.01)
@@ -352,13 +360,7 @@ class Trainer:
             text, mask = model.text(tokens)
             v = model.dit(xt, sigma, text, mask, ctx, context_mask)
             loss = self._dit_loss(v, x0, noise, xt, sigma, keep)
-            lr = _lr(self.step, r.dit_steps, r.dit_lr, r.warmup)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            self.optimizer.step()
+            self._optimise(loss, trainable, _lr(self.step, r.dit_steps, r.dit_lr, r.warmup))
             self._update_ema(r.ema)
             self.step += 1
             meter.add(loss=loss.item())
@@ -378,15 +380,12 @@ class Trainer:
         direction swapped (left/right, up/down), and a hinge asks the true caption's loss to be lower than the
         swapped one's by a margin (in log terms), while the stage-2 loss keeps the rest of what was learned."""
         r, model = self.recipe, self.model
-        if self.step == 0:  # starts from the weights stage 2 ships (its EMA), with a fresh optimizer and EMA
+        if self.step == 0:  # starts from the weights stage 2 ships (its EMA), with a fresh optimizer
             with torch.no_grad():
                 for name, p in self._ema_source().items():
-                    p.copy_(self.ema[name])
-            self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
+                    p.copy_(self.ema[name])  # the EMA goes on from here: at step 0 it equals the weights
             self._saved = None
-        trainable = [*model.text.parameters(), *model.dit.parameters()]
-        model.text.train().requires_grad_(True)
-        model.dit.train().requires_grad_(True)
+        trainable = self._train_text_and_dit()
         self._make_optimizer(trainable, r.direction_lr, 0.01)
         swap = direction_swap(model.params.text.context_length)
         context = model.params.dit.context
@@ -409,12 +408,7 @@ class Trainer:
             true, wrong = losses[: len(tokens)], losses[len(tokens):]
             hinge = torch.relu(r.direction_margin + true[pick].log() - wrong.log()).sum() / max(len(pick), 1)
             loss = true.mean() + r.direction_weight * hinge
-            for group in self.optimizer.param_groups:
-                group["lr"] = _lr(self.step, r.direction_steps, r.direction_lr, r.warmup // 2)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            self.optimizer.step()
+            self._optimise(loss, trainable, _lr(self.step, r.direction_steps, r.direction_lr, r.warmup // 2))
             self._update_ema(r.direction_ema)
             self.step += 1
             # ratio: how much worse the wrong direction denoises than the right one (1: the words do not matter)
