@@ -53,12 +53,13 @@ def sample(model, job) -> None:
 
 def sampler_steps() -> dict:
     from sora_cli.backends.native import NativeBackend
-    from sora_cli.pipeline import Job
+    from sora_cli.job import Job
 
     backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=False)
     out = {}
     for sampler in ("euler", "heun", "dpmpp_2m"):
-        job = Job("a red circle", "", 0, 10, 5.0, sampler, None, 64, 64, 33, 33)  # one window
+        job = Job("a red circle", 33, 33, width=64, height=64, steps=10, guidance=5.0, sampler=sampler,
+                  seed=0)  # one window
         sample(backend.model, job)  # warm-up
         start = time.perf_counter()
         sample(backend.model, job)
@@ -91,9 +92,9 @@ def renders() -> dict:
 
 def compile_on_cpu() -> dict:
     from sora_cli.backends.native import NativeBackend
-    from sora_cli.pipeline import Job
+    from sora_cli.job import Job
 
-    job = Job("a red circle", "", 0, 10, 5.0, "euler", None, 64, 64, 121, 121)
+    job = Job("a red circle", 121, 121, width=64, height=64, steps=10, guidance=5.0, sampler="euler", seed=0)
     out = {}
     for compiled in (False, True):
         backend = NativeBackend.load("sora-tiny", device="cpu", dtype="float32", compile=compiled)
@@ -108,15 +109,19 @@ def compile_on_cpu() -> dict:
     return out
 
 
-# ---- open models (diffusers) on a small random Wan checkpoint: big enough that compute dominates ----------
+# ---- open models (diffusers) on small random checkpoints: big enough that compute dominates ---------------
 WAN_BENCH = dict(num_attention_heads=4, attention_head_dim=32, ffn_dim=512, num_layers=6)
+# LTX-2 with its soundtrack: video and audio streams 4x32 and 4x16 wide, 6 layers
+LTX2_BENCH = dict(num_attention_heads=4, attention_head_dim=32, cross_attention_dim=128, audio_num_attention_heads=4,
+                  audio_attention_head_dim=16, audio_cross_attention_dim=64, num_layers=6)
 
 
-def _wan_checkpoint(folder: Path) -> Path:
+def _tiny_checkpoints():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests import tiny_checkpoints
+    from tests.tiny_checkpoints.ltx2 import ltx2
 
-    return tiny_checkpoints.wan(folder, transformer_overrides=WAN_BENCH)
+    return tiny_checkpoints, ltx2
 
 
 def _timed_transformer(pipe):
@@ -139,43 +144,54 @@ def _timed_transformer(pipe):
     return stats
 
 
-def open_models() -> dict:
-    """sora against the diffusers pipeline called directly (same checkpoint, recipe and seed), then what
-    --compile and each --cache do to transformer time per step and to the number of full passes."""
+def _against_the_pipeline(folder: Path, job, fixed: dict, tmp: str, rounds: int = 4) -> dict:
+    """The checkpoint's diffusers pipeline called directly against sora on the same recipe and seed: sora's
+    frames (with its soundtrack, if the model makes one) and sora to an .mkv. Interleaved rounds, the first
+    discarded, so all three see the same machine state."""
+    import diffusers
     import torch
-    from diffusers import WanPipeline
 
     from sora_cli.backends.open_models import DiffusersBackend
-    from sora_cli.pipeline import Job
     from sora_cli.presets import resolve_preset
     from sora_cli.render import render_to_file
 
+    index = json.loads((folder / "model_index.json").read_text())
+    pipe = getattr(diffusers, index["_class_name"]).from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    backend = DiffusersBackend.load(str(folder), device="cpu", dtype="float32", compile=False)
+    preset = resolve_preset("default")
+    direct, ours, to_file = [], [], []
+    for i in range(rounds):
+        start = time.perf_counter()
+        pipe(prompt=job.prompt, negative_prompt=job.negative, height=job.height, width=job.width,
+             num_frames=job.generated_frames, num_inference_steps=job.steps, guidance_scale=job.guidance,
+             generator=torch.Generator("cpu").manual_seed(job.seed), output_type="np", **fixed)
+        direct.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        list(backend.render(job))  # the same frames (and sound), uint8, decoded piece by piece
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        render_to_file(backend, job, preset, Path(tmp) / f"o{i}.mkv")  # + encoding, recipe, atomic rename
+        to_file.append(time.perf_counter() - start)
+    d, o, f = (statistics.median(x[1:]) for x in (direct, ours, to_file))
+    return {"direct_pipeline_s": round(d, 3), "sora_frames_s": round(o, 3), "sora_to_mkv_s": round(f, 3),
+            "sora_overhead_pct": round(100 * (o - d) / d, 1),
+            "sora_with_encoding_overhead_pct": round(100 * (f - d) / d, 1)}
+
+
+def open_models() -> dict:
+    """sora against the diffusers pipeline called directly (same checkpoint, recipe and seed), then what
+    --compile and each --cache do to transformer time per step and to the number of full passes."""
+    from sora_cli.backends.open_models import DiffusersBackend
+    from sora_cli.job import Job
+
     steps, frames, size = 10, 33, 96
-    out: dict = {}
+    tiny_checkpoints, _ = _tiny_checkpoints()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = _wan_checkpoint(Path(tmp) / "wan")
-        job = Job("a cat surfing", "", 0, steps, 5.0, "dpmpp_2m", None, size, size, frames, frames)
-        preset = resolve_preset("default")
-        direct, ours, to_file = [], [], []
-        pipe = WanPipeline.from_pretrained(folder)
-        pipe.set_progress_bar_config(disable=True)
-        backend = DiffusersBackend.load(str(folder), device="cpu", dtype="float32", compile=False)
-        for i in range(4):  # interleaved, first round discarded: all three see the same machine state
-            start = time.perf_counter()
-            pipe(prompt=job.prompt, negative_prompt="", height=size, width=size, num_frames=frames,
-                 num_inference_steps=steps, guidance_scale=job.guidance,
-                 generator=torch.Generator("cpu").manual_seed(0), output_type="np")
-            direct.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            list(backend.render(job))  # the same frames, uint8, decoded piece by piece
-            ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            render_to_file(backend, job, preset, Path(tmp) / f"o{i}.mkv")  # + encoding, recipe, atomic rename
-            to_file.append(time.perf_counter() - start)
-        d, o, f = (statistics.median(x[1:]) for x in (direct, ours, to_file))
-        out["direct_pipeline_s"], out["sora_frames_s"], out["sora_to_mkv_s"] = round(d, 3), round(o, 3), round(f, 3)
-        out["sora_overhead_pct"] = round(100 * (o - d) / d, 1)
-        out["sora_with_encoding_overhead_pct"] = round(100 * (f - d) / d, 1)
+        folder = tiny_checkpoints.wan(Path(tmp) / "wan", transformer_overrides=WAN_BENCH)
+        job = Job("a cat surfing", frames, frames, width=size, height=size, steps=steps, guidance=5.0,
+                  sampler="dpmpp_2m", seed=0)
+        out: dict = _against_the_pipeline(folder, job, {}, tmp)
         cases = (("eager", {}), ("compile", {"compile": True}), ("first-block", {"cache": "first-block"}),
                  ("first-block-0.2", {"cache": "first-block", "cache_threshold": 0.2}), ("pab", {"cache": "pab"}))
         for label, options in cases:
@@ -192,7 +208,19 @@ def open_models() -> dict:
     return out
 
 
+def open_models_with_sound() -> dict:
+    """LTX-2: sora's frames and soundtrack against the pipeline's own (video, then audio VAE and vocoder)."""
+    from sora_cli.job import Job
+
+    _, ltx2 = _tiny_checkpoints()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = ltx2(Path(tmp) / "ltx2", transformer_overrides=LTX2_BENCH)
+        job = Job("a cat surfing", 49, 49, width=128, height=128, steps=10, guidance=3.0, seed=0)
+        return {"ltx2": _against_the_pipeline(folder, job, {"frame_rate": float(job.fps)}, tmp)}
+
+
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
-                        ("compile_on_cpu", compile_on_cpu), ("open_models", open_models)):
+                        ("compile_on_cpu", compile_on_cpu), ("open_models", open_models),
+                        ("open_models_with_sound", open_models_with_sound)):
         print(json.dumps({name: bench()}), flush=True)

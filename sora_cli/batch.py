@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from .manifest import RowResult
 from .presets import resolve_preset
 from .prompts import PromptRow, read_prompt_files
 from .recipe import slugify
-from .render import check_request, check_target, check_writable, make_job, new_seed, render_to_file
+from .render import check_request, check_target, check_writable, make_job, new_seed, render_row
 from .video import FORMATS
 
 
@@ -93,7 +92,7 @@ def run_batch(
             for row, settings, output, job in jobs:
                 if stop.requested:
                     break
-                results.append(record(render_row(backend, row, settings, output, job, progress)))
+                results.append(record(render_row(backend, row, settings, output, job, progress, warn)))
             return results
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,19 +139,6 @@ def _settled(out_dir: Path, record: dict | None, output: Path, retry_failed: boo
     if record.get("status") == "failed":
         return not retry_failed
     return manifest.is_whole(out_dir, record)
-
-
-def render_row(backend, row: PromptRow, settings, output: Path, job, progress=None) -> RowResult:
-    """Renders one row into its output (atomically) and says how it went; the caller records it."""
-    started = time.perf_counter()
-    try:
-        result = render_to_file(backend, job, settings, output, progress)
-        size, digest = manifest.file_digest(output)
-        status, error, recipe = "done", None, result.recipe
-    except (RuntimeError, OSError, ValueError) as exc:
-        status, error, recipe, size, digest = "failed", f"{type(exc).__name__}: {exc}", {}, None, None
-    return RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
-                     round(time.perf_counter() - started, 3), error, size, digest, recipe)
 
 
 def _remove_stale_parts(out_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect as pyinspect
 import json
 import sys
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import RenderError, Stopped, UsageError
+from .errors import SoraError, Stopped
+from .settings import SETTINGS
 
 app = typer.Typer(
-    name="sora", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="sora", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Text-to-video on your own machine, from open models.",
 )
 presets_app = typer.Typer(no_args_is_help=True, help="List and show presets (shipped and in $SORA_HOME/presets).")
@@ -20,26 +22,36 @@ models_app = typer.Typer(no_args_is_help=True, help="The models sora can run.")
 app.add_typer(presets_app, name="presets")
 app.add_typer(models_app, name="models")
 
-# Options shared by generate and batch; None means "not given", so the preset decides.
-Frames = Annotated[Optional[int], typer.Option(help="Frames to deliver (exactly; the model's own rule is met by trimming).")]
-Fps = Annotated[Optional[int], typer.Option(help="Frames per second of the output.")]
-Width = Annotated[Optional[int], typer.Option(help="Width in pixels (a multiple the model needs).")]
-Height = Annotated[Optional[int], typer.Option(help="Height in pixels (a multiple the model needs).")]
-Steps = Annotated[Optional[int], typer.Option(help="Denoising steps.")]
-Guidance = Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale (1 = off).")]
-VideoSteps = Annotated[Optional[int], typer.Option(help="Pyramid Flow: steps per stage for the frames after the first [default: --steps].")]
-VideoGuidance = Annotated[Optional[float], typer.Option(help="Pyramid Flow: guidance for the frames after the first [default: --guidance].")]
-Negative = Annotated[Optional[str], typer.Option(help="Negative prompt: what to steer away from.")]
-Sampler = Annotated[Optional[str], typer.Option(help="Sampler: euler, heun or dpmpp_2m.")]
-PresetRef = Annotated[Optional[str], typer.Option("--preset", help="Preset name or YAML file [default: default].")]
-Model = Annotated[Optional[str], typer.Option(help="Model id (sora models list) or path to a checkpoint.")]
-Device = Annotated[Optional[str], typer.Option(help="auto, cuda, mps or cpu.")]
-Dtype = Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16 or float16.")]
-Compile = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the DiT blocks [default: on for CUDA].")]
-Offload = Annotated[Optional[str], typer.Option(help="Open models: auto, none, model, sequential or group CPU offload.")]
-VaeTiling = Annotated[Optional[bool], typer.Option("--vae-tiling/--no-vae-tiling", help="Open models: decode in spatial tiles [default: on when offloaded].")]
-Cache = Annotated[Optional[str], typer.Option(help="Open models: none, first-block, taylorseer, pab or faster (reuse work between steps).")]
-CacheThreshold = Annotated[Optional[float], typer.Option(help="first-block: residual threshold (0.05); taylorseer: steps between full passes (5).")]
+def setting_option(name: str, help: str | None = None):
+    """The option of one setting of the table (settings.py): its flag, type and help; None means "not given",
+    so the preset decides."""
+    setting = SETTINGS[name]
+    decls = [f"{setting.flag}/--no-{setting.flag[2:]}"] if setting.kind is bool else [setting.flag]
+    return Annotated[Optional[setting.kind], typer.Option(*decls, help=help or setting.help, show_default=False)]
+
+
+def setting_flags(*, where: str = "flag", exclude: tuple[str, ...] = (), help: dict | None = None,
+                  before: str = "preset"):
+    """Gives a command taking **settings one option per setting the table allows as a flag (less `exclude`),
+    placed before its parameter `before`; the command receives them in **settings."""
+
+    def decorate(command):
+        signature = pyinspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [pyinspect.Parameter(n, pyinspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                   annotation=setting_option(n, (help or {}).get(n)))
+                 for n, s in SETTINGS.items() if where in s.where and n not in exclude]
+        at = next(i for i, p in enumerate(own) if p.name == before)
+        command.__signature__ = signature.replace(parameters=[*own[:at], *added, *own[at:]])
+        return command
+
+    return decorate
+
+
+# the settings `sora eval` takes as flags (generate and batch take all of them through setting_flags)
+Model, Steps, Guidance, Sampler, Device, Dtype = (setting_option(n) for n in ("model", "steps", "guidance", "sampler",
+                                                                         "device", "dtype"))
+PresetRef = Annotated[Optional[str], typer.Option("--preset", help="Preset name or YAML file [default: the model's own, else default].")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no messages, errors aside.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback when something fails.")]
@@ -54,35 +66,24 @@ def _flags(**values) -> dict:
 
 
 @app.command()
+@setting_flags()
 def generate(
     prompt: Annotated[Optional[str], typer.Argument(help="What the video shows.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .mp4, .webm, .mkv or .gif [default: <prompt-slug>-<seed>.mp4].")] = None,
-    frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
-    guidance: Guidance = None, video_steps: VideoSteps = None, video_guidance: VideoGuidance = None,
-    negative: Negative = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed; the same seed gives the same video [default: random, recorded].")] = None,
-    sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
-    dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
-    cache: Cache = None, cache_threshold: CacheThreshold = None,
-    image: Annotated[Optional[Path], typer.Option(help="Image-to-video: the first frame (models with the i2v task).")] = None,
+    preset: PresetRef = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Render again from a video or recipe .json (flags override it).")] = None,
     overwrite: Overwrite = False,
     contact_sheet: Annotated[bool, typer.Option("--contact-sheet", help="Also write a PNG grid of frames beside the video (<output>.png).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object about the result on stdout.")] = False,
-    quiet: Quiet = False, debug: Debug = False,
+    quiet: Quiet = False, debug: Debug = False, **settings,
 ) -> None:
     """Render one video from a text prompt."""
     from .generate import run_generate
     from .progress import make_reporter
 
-    flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed,
-                   sampler=sampler, model=model, device=device, dtype=dtype, compile=compile, offload=offload,
-                   vae_tiling=vae_tiling, cache=cache, cache_threshold=cache_threshold,
-                   image=str(image) if image else None)
     reporter = make_reporter(quiet)
     try:
-        result = run_generate(prompt, flags=flags, preset_ref=preset, from_path=from_, output=output,
+        result = run_generate(prompt, flags=_flags(**settings), preset_ref=preset, from_path=from_, output=output,
                               overwrite=overwrite, progress=reporter, warn=_warn(quiet),
                               contact_sheet=contact_sheet)
     finally:
@@ -94,16 +95,11 @@ def generate(
 
 
 @app.command()
+@setting_flags(exclude=("image",), help={"seed": "Batch seed: row i gets seed + i unless it names one [default: random]."})
 def batch(
     files: Annotated[list[Path], typer.Argument(help="Prompt files: .txt, .jsonl, .yaml or .csv.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Folder for the videos, their recipes and manifest.jsonl.")],
-    frames: Frames = None, fps: Fps = None, width: Width = None, height: Height = None, steps: Steps = None,
-    guidance: Guidance = None, video_steps: VideoSteps = None, video_guidance: VideoGuidance = None,
-    negative: Negative = None,
-    seed: Annotated[Optional[int], typer.Option(help="Batch seed: row i gets seed + i unless it names one [default: random].")] = None,
-    sampler: Sampler = None, preset: PresetRef = None, model: Model = None, device: Device = None,
-    dtype: Dtype = None, compile: Compile = None, offload: Offload = None, vae_tiling: VaeTiling = None,
-    cache: Cache = None, cache_threshold: CacheThreshold = None,
+    preset: PresetRef = None,
     format: Annotated[str, typer.Option(help="Output container: mp4, webm, mkv or gif.")] = "mp4",
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one actor per GPU or CPU worker; extra sora-cli[ray]).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address [default: start a local one].")] = None,
@@ -113,7 +109,7 @@ def batch(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, render failed rows again too.")] = False,
     overwrite: Overwrite = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object per row on stdout.")] = False,
-    quiet: Quiet = False, debug: Debug = False,
+    quiet: Quiet = False, debug: Debug = False, **settings,
 ) -> None:
     """Render every prompt of one or more prompt files, loading the model once."""
     from .batch import run_batch
@@ -126,13 +122,9 @@ def batch(
             detail = result.error if result.error else f"{result.seconds:.1f} s"
             print(f"[{result.index + 1}/{total}] {result.status} {out / result.output} ({detail})", flush=True)
 
-    flags = _flags(frames=frames, fps=fps, width=width, height=height, steps=steps, guidance=guidance,
-                   video_steps=video_steps, video_guidance=video_guidance, negative=negative, seed=seed,
-                   sampler=sampler, model=model, device=device, dtype=dtype, compile=compile, offload=offload,
-                   vae_tiling=vae_tiling, cache=cache, cache_threshold=cache_threshold)
     reporter = make_reporter(quiet)
     try:
-        results, stopped, failed = run_batch(files, out_dir=out, flags=flags, preset_ref=preset, ext=format,
+        results, stopped, failed = run_batch(files, out_dir=out, flags=_flags(**settings), preset_ref=preset, ext=format,
                                      overwrite=overwrite, resume=resume, retry_failed=retry_failed,
                                      executor=executor, ray_address=ray_address, workers=workers,
                                      progress=reporter, warn=_warn(quiet), on_row=on_row)
@@ -166,10 +158,6 @@ def train(
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
     direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: 0, off in the shipped recipe].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
-    executor: Annotated[str, typer.Option(help="local (this process) or ray (one actor per GPU or CPU worker; extra sora-cli[ray]).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address [default: start a local one].")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Ray actors [default: one per GPU, else per CPU].")] = None,
-    gallery: Annotated[bool, typer.Option("--gallery", help="Also write --out/index.html: every video, its contact sheet, prompt and recipe.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -183,9 +171,11 @@ def train(
 @app.command("eval")
 def eval_(
     model: Model = None,
-    seen: Annotated[int, typer.Option(help="Captions of combinations seen in training.")] = 24,
-    held_out: Annotated[int, typer.Option(help="Captions of held-out combinations.")] = 24,
-    seeds: Annotated[int, typer.Option(help="Seeds per caption (0, 1, ...).")] = 2,
+    seen: Annotated[int, typer.Option(help="Fixed set: captions of combinations seen in training.")] = 24,
+    held_out: Annotated[int, typer.Option(help="Fixed set: captions of held-out combinations.")] = 24,
+    seeds: Annotated[int, typer.Option(help="Fixed set: seeds per caption (0, 1, ...).")] = 2,
+    random: Annotated[Optional[int], typer.Option("--random", help="Instead of the fixed set: N fresh captions drawn from the world, alternately seen and held-out combinations (draws 0, 2, 4, ... seen; 1, 3, 5, ... held-out), each with a random render seed, rendered as sora generate does (the preset's size, steps, guidance, sampler) into an H.264 .mp4, decoded again and judged.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="With --random: seeds the draws; the same seed gives the same captions and render seeds [default: 0].")] = None,
     frames: Annotated[int, typer.Option(help="Frames per clip.")] = 72,
     steps: Steps = None, guidance: Guidance = None, sampler: Sampler = None, preset: PresetRef = None,
     device: Device = None, dtype: Dtype = None,
@@ -197,7 +187,7 @@ def eval_(
 
     flags = _flags(model=model, steps=steps, guidance=guidance, sampler=sampler, device=device, dtype=dtype)
     print(run_eval_command(flags, preset, seen=seen, held_out=held_out, seeds=seeds, frames=frames, output=output,
-                           quiet=quiet))
+                           quiet=quiet, random=random, seed=seed))
 
 
 @app.command()
@@ -294,17 +284,17 @@ def main(argv: list[str] | None = None) -> None:
             code = _fail("interrupted; no partial file was left", 130)
     except (KeyboardInterrupt, typer.Abort):
         code = _fail("interrupted; no partial file was left", 130)
-    except UsageError as exc:
-        code = _fail(str(exc), 2)
-    except Stopped as exc:
-        code = _fail(str(exc), 130)
+    except SoraError as exc:  # bad input (2), a failed render (1), a stop (130): each says what it is
+        if debug and exc.exit_code == 1:
+            raise
+        code = _fail(str(exc), exc.exit_code)
     except Exception as exc:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors (Typer vendors click)
             code = _fail(exc.format_message(), exc.exit_code)
         elif debug:
             raise
         else:  # a failure while running: one line
-            code = _fail(f"{exc}" if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}", 1)
+            code = _fail(f"{type(exc).__name__}: {exc}", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -67,7 +67,8 @@ def _card(video: Path, sheet: Path) -> str:
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(recipe[k]))}</dd>"
                    for k in RECIPE_SHOWN if recipe.get(k) not in (None, ""))
     src, sheet_src = html.escape(video.name, quote=True), html.escape(sheet.name, quote=True)
-    media = f'<video controls loop muted preload="metadata" src="{src}"></video>' \
+    muted = "" if recipe.get("soundtrack") else " muted"  # a video with sound plays it
+    media = f'<video controls loop{muted} preload="metadata" src="{src}"></video>' \
         if video.suffix.lower() != ".gif" else f'<img src="{src}" alt="">'
     return (f"<article>{media}<h2>{html.escape(prompt)}</h2>"
             f'<a href="{sheet_src}"><img src="{sheet_src}" alt="contact sheet of {html.escape(prompt, quote=True)}">'

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .presets import Preset, resolve_preset
-from .recipe import RECIPE_SETTINGS, load_recipe
+from .recipe import load_recipe
 from .render import (
     RenderResult,
     check_output,
@@ -18,7 +18,7 @@ from .render import (
     new_seed,
     render_to_file,
 )
-from .settings import check_setting
+from .settings import RECIPE_SETTINGS, check_setting
 
 
 def recipe_layer(path: Path) -> tuple[str, str | None, dict]:
@@ -90,4 +90,4 @@ def run_generate(
     for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
         warn(note)
     return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started,
-                          contact_sheet=contact_sheet)
+                          contact_sheet=contact_sheet, warn=warn)

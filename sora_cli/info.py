@@ -26,7 +26,8 @@ def model_rows() -> list[dict]:
             "id": spec.id, "family": spec.family, "description": spec.description, "parameters": spec.parameters,
             "repo": spec.repo, "native_size": f"{spec.native_size[0]}x{spec.native_size[1]}",
             "frame_rule": spec.frame_rule, "size_multiple": spec.size_multiple, "fps": spec.fps,
-            "tasks": list(spec.tasks), "vram_gb": spec.vram_gb, "published_speed": spec.published_speed,
+            "tasks": list(spec.tasks), "sound": spec.record.audio is not None, "vram_gb": spec.vram_gb,
+            "published_speed": spec.published_speed,
             "steps": preset.steps, "guidance": preset.guidance, "shift": preset.shift,
             "negative_prompt": preset.negative, "weights": str(location) if location else None,
             "weights_state": state,
@@ -35,17 +36,21 @@ def model_rows() -> list[dict]:
 
 
 def encoders() -> dict[str, bool]:
+    """Each container's video codec, and its audio codec for models with sound (.gif has none): available?"""
     import av
 
-    from .video import FORMATS
+    from .video import AUDIO_FORMATS, FORMATS
 
     found = {}
     for ext, (_, codec, _, _) in FORMATS.items():
-        try:
-            av.codec.Codec(codec, "w")
-            found[f"{ext} ({codec})"] = True
-        except (av.error.FFmpegError, ValueError):
-            found[f"{ext} ({codec})"] = False
+        for label, name in ((f"{ext} ({codec})", codec), (f"{ext} sound", AUDIO_FORMATS.get(ext, (None,))[0])):
+            if name is None:
+                continue
+            try:
+                av.codec.Codec(name, "w")
+                found[label if name == codec else f"{label} ({name})"] = True
+            except (av.error.FFmpegError, ValueError):
+                found[label if name == codec else f"{label} ({name})"] = False
     return found
 
 

@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .device import noise_generator
+from .job import Job
 from .models.native import NativeVideoModel
 from .sampling import SAMPLERS, auto_shift, classifier_free_guidance, flow_sigmas
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-
-
-@dataclass(frozen=True)
-class Job:
-    """Everything that decides one video's pixels."""
-
-    prompt: str
-    negative: str
-    seed: int
-    steps: int
-    guidance: float
-    sampler: str
-    shift: float | None
-    width: int
-    height: int
-    frames: int  # delivered
-    generated_frames: int  # what the model's frame rule produced (>= frames, trimmed at the end)
-    image: str | None = None  # image-to-video: the first frame
-    video_steps: int | None = None  # Pyramid Flow: per stage, frames after the first (None: steps)
-    video_guidance: float | None = None  # Pyramid Flow: frames after the first (None: guidance)
 
 
 def resolved_shift(model: NativeVideoModel, job: Job) -> float:

@@ -1,13 +1,14 @@
 """Presets: short YAML files parsed into a frozen dataclass.
 
-Precedence, lowest first: shipped `default` < user `default` < shipped preset < user preset (same name, in
-$SORA_HOME/presets) < prompt-file row < CLI flag. Every shipped default lives in presets/default.yaml.
+Precedence, lowest first: the settings table's defaults (settings.py) < shipped `default` < user `default` <
+shipped preset < user preset (same name, in $SORA_HOME/presets) < prompt-file row < CLI flag. A preset says only
+what differs from the table.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import field, make_dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -19,34 +20,16 @@ from .settings import SETTINGS, check_setting
 META_KEYS = ("description",)
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    model: str
-    width: int
-    height: int
-    frames: int
-    fps: int
-    steps: int
-    guidance: float
-    video_steps: int | None
-    video_guidance: float | None
-    sampler: str
-    shift: float | None
-    negative: str
-    seed: int | None
-    device: str
-    dtype: str
-    compile: bool | None
-    offload: str
-    vae_tiling: bool | None
-    cache: str
-    cache_threshold: float | None
-    image: str | None
+def _with_overrides(self, overrides: dict):
+    return replace(self, **overrides)
 
-    def with_overrides(self, overrides: dict) -> Preset:
-        return replace(self, **overrides)
+
+# The merged settings of one render: a name, a description, and every setting of the table (settings.py).
+Preset = make_dataclass(
+    "Preset", [("name", str), ("description", str),
+               *[(n, s.kind, field(default=s.default)) for n, s in SETTINGS.items()]],
+    frozen=True, namespace={"__module__": __name__, "with_overrides": _with_overrides},
+)
 
 
 def sora_home() -> Path:
@@ -130,7 +113,4 @@ def resolve_preset(ref: str = "default") -> Preset:
     merged: dict = {"name": name, "description": ""}
     for layer in layers:
         merged.update(layer)
-    missing = [f.name for f in fields(Preset) if f.name not in merged]
-    if missing:
-        raise UsageError(f"preset '{name}' leaves {', '.join(missing)} unset (the shipped default.yaml sets them)")
     return Preset(**merged)

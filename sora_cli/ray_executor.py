@@ -16,8 +16,7 @@ class RenderWorker:
         self.backend = backend_for(preset)
 
     def render(self, row, settings, output) -> RowResult:
-        from .batch import render_row
-        from .render import make_job
+        from .render import make_job, render_row
 
         try:
             job, _ = make_job(row.prompt, settings, self.backend)

@@ -11,14 +11,6 @@ from pathlib import Path
 
 from .errors import UsageError
 
-# recipe key -> generate setting it restores (`--from`)
-RECIPE_SETTINGS = {
-    "negative_prompt": "negative", "seed": "seed", "steps": "steps", "guidance": "guidance", "sampler": "sampler",
-    "shift": "shift", "width": "width", "height": "height", "frames": "frames", "fps": "fps", "model": "model",
-    "image": "image", "cache": "cache", "cache_threshold": "cache_threshold", "video_steps": "video_steps",
-    "video_guidance": "video_guidance",
-}
-
 
 def slugify(text: str, limit: int = 60) -> str:
     """A safe file-name stem: ASCII letters, digits and dashes only, never empty, never a path."""

@@ -6,36 +6,11 @@ Each entry says where the weights live (packaged, or a diffusers-format hub repo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import UsageError
+from .families import FAMILIES, Family, FrameRule
 from .models.params import ModelParams
-
-
-@dataclass(frozen=True)
-class FrameRule:
-    """Frame counts a model can generate: step*k + 1, optionally capped."""
-
-    step: int
-    max_frames: int | None = None
-
-    def count(self, frames: int) -> int:
-        """The smallest allowed count >= frames (the video is trimmed back to `frames`); ValueError past the cap."""
-        count = frames + (-(frames - 1)) % self.step
-        if self.max_frames is not None and count > self.max_frames:
-            raise ValueError(f"at most {self.max_frames} frames ({self})")
-        return count
-
-    def count_for(self, model_id: str, frames: int, extra: int = 0) -> int:
-        """count(frames + extra), or a UsageError naming the model, its limit and the request."""
-        try:
-            return self.count(frames + extra)
-        except ValueError as exc:
-            raise UsageError(f"{model_id} renders {exc}; asked for {frames}") from None
-
-    def __str__(self) -> str:
-        rule = f"{self.step}k+1"
-        return f"{rule} up to {self.max_frames}" if self.max_frames else rule
 
 
 @dataclass(frozen=True)
@@ -58,6 +33,12 @@ class ModelSpec:
     published_speed: str = ""
     preset_name: str | None = None  # the shipped preset holding its default recipe (None: the same name as id)
     variant: str | None = None  # a repo holding several models (Pyramid Flow's 384p and 768p DiTs): this one
+    # what a pull fetches (hub allow patterns) from a repo that also holds other formats (None: all of it but
+    # pickles and media)
+    hub_files: tuple[str, ...] | None = None
+    # pipeline arguments its published recipe fixes beyond sora's settings (a distilled checkpoint's trained
+    # `sigmas`, whose length is then the only step count it takes)
+    call_arguments: dict = field(default_factory=dict, hash=False)
 
     @property
     def frame_rule(self) -> str:
@@ -68,9 +49,20 @@ class ModelSpec:
         return self.preset_name or self.id
 
     @property
+    def fixed_steps(self) -> int | None:
+        """The step count its trained schedule allows (None: any)."""
+        sigmas = self.call_arguments.get("sigmas")
+        return len(sigmas) if sigmas else None
+
+    @property
+    def record(self) -> Family:
+        """Its family's record: backend, pipelines, decode, options honoured."""
+        return FAMILIES[self.family]
+
+    @property
     def hub_marker(self) -> str:
         """A file every pulled copy of its repo holds."""
-        return "causal_video_vae/config.json" if self.family == "pyramid-flow" else "model_index.json"
+        return self.record.hub_marker
 
 
 def _native() -> ModelSpec:
@@ -84,6 +76,14 @@ def _native() -> ModelSpec:
 
 
 PYRAMID_REPO = "rain1011/pyramid-flow-miniflux"
+LTX2_FILES = ("model_index.json", *(f"{part}/*" for part in ("transformer", "vae", "audio_vae", "vocoder", "connectors",
+                                                             "text_encoder", "tokenizer", "scheduler")))
+# The distilled LTX-2's recipe (diffusers' docs, DISTILLED_SIGMA_VALUES in diffusers.pipelines.ltx2.utils): its 8
+# trained sigmas and no guidance. diffusers 0.42's LTX-2 pipeline guides the sound (7), perturbs a block (STG 1)
+# and isolates the modalities (3) by default even at guidance_scale 1, so those are switched off too.
+LTX2_DISTILLED = {"sigmas": [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875],
+                  "audio_guidance_scale": 1.0, "stg_scale": 0.0, "audio_stg_scale": 0.0, "modality_scale": 1.0,
+                  "audio_modality_scale": 1.0}
 
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
@@ -169,6 +169,135 @@ MODELS: dict[str, ModelSpec] = {
             native_size=(1280, 720), fps=24, tasks=("i2v",), frames=FrameRule(4, 129), size_multiple=16,
             parameters="13B", vram_gb=60, repo="hunyuanvideo-community/HunyuanVideo-I2V",
         ),
+        # LTX-2 (video with sound): the repo also holds single-file checkpoints, LoRAs and upsamplers; a pull
+        # fetches the pipeline's folders only. Revisions are not pinned yet: set them to the commits `sora models
+        # pull` resolves once a pulled copy is verified. VRAM: diffusers publishes none (docs/models.md).
+        ModelSpec(
+            id="ltx-2", family="ltx2", description="Lightricks LTX-2 19B: video with synchronised sound, 24 fps",
+            native_size=(768, 512), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8), size_multiple=32,
+            parameters="19B", repo="Lightricks/LTX-2", revision=None, hub_files=LTX2_FILES,
+        ),
+        ModelSpec(
+            id="ltx-2-distilled", family="ltx2",
+            description="LTX-2 19B distilled: 8 fixed steps, no guidance (community diffusers conversion)",
+            native_size=(768, 512), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8), size_multiple=32,
+            parameters="19B", repo="rootonchair/LTX-2-19b-distilled", revision=None, hub_files=LTX2_FILES,
+            call_arguments=LTX2_DISTILLED,
+        ),
+        # HunyuanVideo 1.5 (Tencent, 8.3B): hunyuanvideo-community's diffusers conversions. diffusers' docs name the
+        # 480p and 720p text-to-video repos; the image-to-video and distilled ones are the same conversion's other
+        # variants (the collection the HunyuanVideo-1.5 README links, and diffusers' conversion script), not in
+        # diffusers' docs. Revisions are unpinned until a pull can be checked. VRAM: the README publishes only
+        # 14 GB with offloading (docs/models.md), so sora's estimate (weights + 30 %) decides offloading.
+        ModelSpec(
+            id="hunyuanvideo-1.5-480p", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 text-to-video, 848x480 at 24 fps",
+            native_size=(848, 480), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v", revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-720p", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 text-to-video, 1280x720 at 24 fps",
+            native_size=(1280, 720), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_t2v", revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-480p-i2v", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 image-to-video, 480p (the size follows the image's aspect ratio)",
+            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v", revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-720p-i2v", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 image-to-video, 720p (the size follows the image's aspect ratio)",
+            native_size=(1280, 720), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_i2v", revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-480p-distilled", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 text-to-video 480p, guidance-distilled: one pass a step",
+            native_size=(848, 480), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v_distilled",
+            revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-480p-i2v-distilled", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 image-to-video 480p, guidance-distilled: one pass a step",
+            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v_distilled",
+            revision=None,
+        ),
+        ModelSpec(
+            id="hunyuanvideo-1.5-480p-i2v-step-distilled", family="hunyuanvideo15",
+            description="HunyuanVideo 1.5 image-to-video 480p, step-distilled: 8 or 12 steps, no guidance",
+            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v_step_distilled",
+            revision=None, published_speed="a 480p video in about 75 s on one RTX 4090",
+        ),
+        # Kandinsky 5.0 (kandinskylab): the diffusers-format repos diffusers' docs list. Only the 5 s checkpoints:
+        # the 10 s ones need the "flex" attention backend and torch.compile (diffusers' docs). The only
+        # diffusers-format image-to-video checkpoint is the 19B Pro one. Revisions are unpinned until a pull can
+        # be checked. VRAM: published only with offloading (docs/models.md).
+        ModelSpec(
+            id="kandinsky-5-lite-t2v", family="kandinsky5",
+            description="Kandinsky 5.0 Video Lite 2B text-to-video (SFT), 768x512, up to 5 s at 24 fps",
+            native_size=(768, 512), fps=24, tasks=("t2v",), frames=FrameRule(4, 121), size_multiple=16,
+            parameters="2B", repo="kandinskylab/Kandinsky-5.0-T2V-Lite-sft-5s-Diffusers", revision=None,
+            published_speed="5 s of 768x512 in 139 s on one H100",
+        ),
+        ModelSpec(
+            id="kandinsky-5-lite-t2v-distilled", family="kandinsky5",
+            description="Kandinsky 5.0 Video Lite 2B text-to-video, distilled to 16 steps without guidance",
+            native_size=(768, 512), fps=24, tasks=("t2v",), frames=FrameRule(4, 121), size_multiple=16,
+            parameters="2B", repo="kandinskylab/Kandinsky-5.0-T2V-Lite-distilled16steps-5s-Diffusers",
+            revision=None, published_speed="5 s of 768x512 in 35 s on one H100",
+        ),
+        ModelSpec(
+            id="kandinsky-5-pro-i2v", family="kandinsky5",
+            description="Kandinsky 5.0 Video Pro 19B image-to-video (SFT), 768x512, 17 to 121 frames at 24 fps",
+            native_size=(768, 512), fps=24, tasks=("i2v",), frames=FrameRule(4, 121), size_multiple=16,
+            parameters="19B", repo="kandinskylab/Kandinsky-5.0-I2V-Pro-sft-5s-Diffusers", revision=None,
+        ),
+        # SkyReels-V2 (Skywork): revisions are not pinned yet (set them to the commits `sora models pull` resolves
+        # once a pulled copy is verified). VRAM: the SkyReels-V2 README's peaks for 540p, 1.3B 14.7 GB and 14B
+        # 51.2 GB (docs/models.md).
+        ModelSpec(
+            id="skyreels-v2-t2v-14b-540p", family="skyreels-v2",
+            description="SkyReels-V2 14B text-to-video, 960x544 at 24 fps",
+            native_size=(960, 544), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-T2V-14B-540P-Diffusers", revision=None,
+        ),
+        ModelSpec(
+            id="skyreels-v2-i2v-14b-540p", family="skyreels-v2", description="SkyReels-V2 14B image-to-video, 540p",
+            native_size=(960, 544), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", revision=None,
+        ),
+        ModelSpec(
+            id="skyreels-v2-i2v-1.3b-540p", family="skyreels-v2", description="SkyReels-V2 1.3B image-to-video, 540p",
+            native_size=(960, 544), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            parameters="1.3B", vram_gb=14.7, repo="Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers", revision=None,
+        ),
+        ModelSpec(
+            id="skyreels-v2-df-1.3b-540p", family="skyreels-v2-df",
+            description="SkyReels-V2 1.3B diffusion forcing: any length, window after window of 97 frames",
+            native_size=(960, 544), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=16,
+            parameters="1.3B", vram_gb=14.7, repo="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers", revision=None,
+        ),
+        ModelSpec(
+            id="skyreels-v2-df-14b-540p", family="skyreels-v2-df",
+            description="SkyReels-V2 14B diffusion forcing: any length, window after window of 97 frames",
+            native_size=(960, 544), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=16,
+            parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-DF-14B-540P-Diffusers", revision=None,
+        ),
+        # SANA-Video (NVIDIA): one checkpoint for text- and image-to-video. Revision not pinned yet (as above); no
+        # published VRAM, so --offload auto sizes it from its weights.
+        ModelSpec(
+            id="sana-video-2b-480p", family="sana-video",
+            description="NVIDIA SANA-Video 2B: linear attention, fast, 832x480 at 16 fps",
+            native_size=(832, 480), fps=16, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=32,
+            parameters="2B", repo="Efficient-Large-Model/SANA-Video_2B_480p_diffusers", revision=None,
+            published_speed="about 60 s for 5 s of 480p (the authors' VBench latency; GPU not stated)",
+        ),
         # Pyramid Flow: no diffusers pipeline; sora runs it natively (sora_cli/pyramid_flow). VRAM is an estimate
         # (bf16 weights, T5-XXL included, about 14 GB, plus activations). The repo's revision is not pinned yet:
         # set it to the commit `sora models pull` resolves once a pulled copy is verified.
@@ -189,44 +318,42 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def pyramid_rule(variant: str | None) -> FrameRule:
-    """A Pyramid Flow folder's frame rule: 8k+1, capped at what its variant was trained for."""
-    return FrameRule(8, {"384p": 121, "768p": 241}.get(variant or ""))
-
-
-# family -> (text-to-video pipeline, image-to-video pipeline): the diffusers classes that run it
-FAMILY_PIPELINES: dict[str, tuple[str, str | None]] = {
-    "ltx-video": ("LTXPipeline", "LTXConditionPipeline"),
-    "wan": ("WanPipeline", "WanImageToVideoPipeline"),
-    "cogvideox": ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline"),
-    "mochi": ("MochiPipeline", None),
-    "hunyuanvideo": ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline"),
-}
-
-I2V_ALIASES = {"ltx-video": ("LTXImageToVideoPipeline",)}
-
-# what a local checkpoint folder of a family can render when no registry entry says more
-FAMILY_RULES: dict[str, tuple[FrameRule, int]] = {
-    "ltx-video": (FrameRule(8), 32),
-    "wan": (FrameRule(4), 16),
-    "cogvideox": (FrameRule(8), 16),
-    "mochi": (FrameRule(6), 16),
-    "hunyuanvideo": (FrameRule(4), 16),
-}
-
-
-def pipeline_family(class_name: str) -> tuple[str, str]:
-    """(family, task) of a diffusers pipeline class named in a checkpoint's model_index.json."""
-    for family, (t2v, i2v) in FAMILY_PIPELINES.items():
-        if class_name == t2v:
-            return family, "t2v"
-        if class_name in (i2v, *I2V_ALIASES.get(family, ())):
-            return family, "i2v"
-    known = ", ".join(c for pair in FAMILY_PIPELINES.values() for c in pair if c)
-    raise UsageError(f"sora cannot run a {class_name} checkpoint; it runs {known}")
+def variant_rule(family: str, variant: str | None) -> FrameRule:
+    """The frame rule of a folder holding one variant of a family (Pyramid Flow's 384p or 768p), from the
+    registry entry of that variant; the family's own rule when no entry names it."""
+    for spec in MODELS.values():
+        if spec.family == family and variant is not None and spec.variant == variant:
+            return spec.frames
+    return FAMILIES[family].frames
 
 
 def get_spec(model_id: str) -> ModelSpec:
     if model_id not in MODELS:
         raise UsageError(f"unknown model '{model_id}'; valid: {', '.join(MODELS)}, or a path to a checkpoint")
     return MODELS[model_id]
+
+
+def check_options(values: dict, family: Family, model_id: str) -> None:
+    """Refuses (one line naming who can) a setting the family does not honour, or a value it does not take.
+    Only settings moved off the table's default count: a default means "the model's own"."""
+    from .settings import SETTINGS
+
+    for name, value in values.items():
+        setting = SETTINGS[name]
+        if setting.universal or value == setting.default:
+            continue
+        if name not in family.options:
+            raise UsageError(f"{setting.flag} does not apply to {family.name} models ({model_id}); models that "
+                             f"take it: {_takers(name, value) or 'none'}")
+        allowed = family.options[name]
+        if allowed is not None and value not in allowed:
+            others = _takers(name, value)
+            raise UsageError(f"{setting.flag} {value} does not work with {family.name} models; valid for them: "
+                             f"{', '.join(map(str, allowed))}" + (f"; {value} works with: {others}" if others else ""))
+
+
+def _takers(name: str, value, shown: int = 6) -> str:
+    """The registry models whose family takes this value of a setting (the first few, then how many more)."""
+    ids = [m.id for m in MODELS.values()
+           if name in m.record.options and (m.record.options[name] is None or value in m.record.options[name])]
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")

@@ -12,11 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .contact_sheet import SheetCollector, sheet_path, write_png
-from .errors import UsageError
-from .pipeline import Job
+from .errors import RenderError, UsageError
+from .families import FAMILIES
+from .job import Job
+from .manifest import RowResult, file_digest
 from .presets import Preset
 from .recipe import package_versions, sidecar_path, slugify
-from .video import FORMATS, RECIPE_KEY, VideoWriter, write_json_atomic
+from .registry import check_options
+from .settings import ROW_SETTINGS, SETTINGS
+from .video import AUDIO_FORMATS, FORMATS, RECIPE_KEY, Soundtrack, VideoWriter, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,16 @@ def check_prompt(prompt: str | None) -> str:
 
 
 def check_request(preset: Preset) -> None:
-    """What the registry knows about a named model, checked before it loads (a big one takes minutes)."""
+    """What can be known without loading the model (a big one takes minutes): the image exists, the model's
+    family honours every setting asked of it, and a named model does the task at that length."""
+    from .backends import model_family
     from .registry import MODELS
 
     if preset.image is not None and not Path(preset.image).expanduser().is_file():
         raise UsageError(f"image not found: {preset.image}")
+    family = FAMILIES[model_family(preset.model)]
+    check_options({n: getattr(preset, n) for n, s in SETTINGS.items() if not s.universal}, family, preset.model)
+    family.check_length(preset.model, "i2v" if preset.image else "t2v", preset.frames)
     spec = MODELS.get(preset.model)
     if spec is None:
         return
@@ -88,56 +97,78 @@ def check_request(preset: Preset) -> None:
         what = "text-to-video (no --image)" if task == "t2v" else "image-to-video (--image)"
         raise UsageError(f"{spec.id} does not do {what}; models that do: {others}")
     spec.frames.count_for(spec.id, preset.frames)
+    if spec.fixed_steps and preset.steps != spec.fixed_steps:
+        raise UsageError(f"{spec.id} runs the {spec.fixed_steps} steps it was trained for: --steps {spec.fixed_steps} "
+                         f"(asked for {preset.steps})")
 
 
 def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
-    """The job for one video and the notices about it (a size snapped to the model's multiple)."""
+    """The job for one video and the notices about it (a size snapped to the model's multiple, a soundtrack
+    the output cannot carry)."""
+    check_options({n: getattr(preset, n) for n in ROW_SETTINGS if not SETTINGS[n].universal}, backend.family,
+                  backend.model_id)
     backend.check_task(preset.image)
-    width, height, note = backend.fit_size(preset.width, preset.height)
-    job = Job(
-        prompt=prompt, negative=preset.negative, seed=preset.seed if preset.seed is not None else new_seed(),
-        steps=preset.steps, guidance=preset.guidance, sampler=preset.sampler, shift=preset.shift,
-        width=width, height=height, frames=preset.frames, generated_frames=backend.frame_count(preset.frames),
-        image=preset.image, video_steps=preset.video_steps, video_guidance=preset.video_guidance,
-    )
+    backend.family.check_length(backend.model_id, "i2v" if preset.image else "t2v", preset.frames)
+    width, height, note = backend.fit_size(preset.width, preset.height, preset.image)
+    settings = {n: getattr(preset, n) for n in ROW_SETTINGS}
+    settings.update(width=width, height=height, seed=preset.seed if preset.seed is not None else new_seed(),
+                    sampler=backend.own_sampler if preset.sampler == "auto" else preset.sampler)
+    job = Job(prompt=prompt, generated_frames=backend.frame_count(preset.frames), **settings)
     return job, [*([note] if note else []), *backend.job_notes(job)]
 
 
-def build_recipe(job: Job, preset: Preset, backend, timings: dict) -> dict:
+def build_recipe(job: Job, preset: Preset, backend, timings: dict, audio: Soundtrack | None = None,
+                 suffix: str = ".mp4") -> dict:
+    """Every setting as it ran (the job's for one video, the preset's for the rest; what the backend resolved
+    over both), the soundtrack written, versions and timings."""
+    settings = {s.key: getattr(job, n) if n in ROW_SETTINGS else getattr(preset, n) for n, s in SETTINGS.items()}
     return {
-        "prompt": job.prompt, "negative_prompt": job.negative, "seed": job.seed, "steps": job.steps,
-        "guidance": job.guidance, "sampler": job.sampler, "shift": job.shift, "width": job.width,
-        "height": job.height, "frames": job.frames, "generated_frames": job.generated_frames, "fps": preset.fps,
-        "model": backend.model_id, "preset": preset.name, "device": backend.device, "dtype": backend.dtype,
-        "compile": backend.compiled, "image": job.image, "video_steps": job.video_steps,
-        "video_guidance": job.video_guidance,
-        **{k: getattr(preset, k) for k in ("offload", "vae_tiling", "cache", "cache_threshold")},
-        **getattr(backend, "runtime", {}),  # what the backend resolved (e.g. offload auto -> none)
+        "prompt": job.prompt, **settings, "generated_frames": job.generated_frames, "preset": preset.name,
+        "model": backend.model_id, "device": backend.device, "dtype": backend.dtype, "compile": backend.compiled,
+        **getattr(backend, "runtime", {}),  # what the backend resolved (e.g. offload auto -> none, its scheduler)
+        "soundtrack": None if audio is None else {
+            "sample_rate": audio.stream_rate(suffix), "channels": audio.channels, "codec": AUDIO_FORMATS[suffix][0],
+            "seconds": round(audio.samples.shape[1] / audio.sample_rate, 4)},
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings,
     }
 
 
+def soundtrack_for(first, frames, job: Job, output: Path, warn) -> tuple[Soundtrack | None, object]:
+    """A backend that makes sound yields its Soundtrack before the first frames: split it off, fitted to the
+    video's length, or dropped (--no-audio, or a .gif, which says so)."""
+    if not isinstance(first, Soundtrack):
+        return None, first
+    audio, first = first, next(frames)
+    if not job.audio:
+        return None, first
+    if output.suffix.lower() not in AUDIO_FORMATS:
+        warn(f"{output.suffix} files carry no sound: writing the video silent (use .mp4, .webm or .mkv to keep it)")
+        return None, first
+    return audio.fitted(job.frames / job.fps), first
+
+
 def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=None, load_s: float = 0.0,
-                   contact_sheet: bool = False):
+                   contact_sheet: bool = False, warn=None):
     """Renders `job` into `output` (temporary file, then rename), writes the recipe beside it, and with
     `contact_sheet` a PNG grid of frames too."""
     start = time.perf_counter()
     timings = {"load_s": round(load_s, 3)}
     frames = iter(backend.render(job, progress))
     first = next(frames)  # the first window is denoised here; later windows stream in with the encoder
+    audio, first = soundtrack_for(first, frames, job, output, warn or (lambda message: None))
     timings["first_frames_s"] = round(time.perf_counter() - start, 3)
     sheet = SheetCollector(job.frames) if contact_sheet else None
     output.parent.mkdir(parents=True, exist_ok=True)
     # The container carries the recipe as known when encoding starts; the sidecar adds the encode time.
-    embedded = build_recipe(job, preset, backend, dict(timings))
-    with VideoWriter(output, preset.fps, {RECIPE_KEY: json.dumps(embedded)}) as writer:
+    embedded = build_recipe(job, preset, backend, dict(timings), audio, output.suffix.lower())
+    with VideoWriter(output, job.fps, {RECIPE_KEY: json.dumps(embedded)}, audio) as writer:
         for chunk in itertools.chain([first], frames):
             writer.write(chunk)
             if sheet:
                 sheet.add(chunk)
         if writer.frames != job.frames:  # inside the block: a short video never reaches the output path
-            raise RuntimeError(f"rendered {writer.frames} frames, expected {job.frames}")
+            raise RenderError(f"{backend.model_id} rendered {writer.frames} frames, expected {job.frames}")
     timings["render_s"] = round(time.perf_counter() - start, 3)
     timings["total_s"] = round(load_s + time.perf_counter() - start, 3)
     recipe = {**embedded, "timings": timings}
@@ -145,3 +176,17 @@ def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=Non
     if sheet:
         write_png(sheet_path(output), sheet.image())
     return RenderResult(output, recipe)
+
+
+def render_row(backend, row, settings: Preset, output: Path, job: Job, progress=None, warn=None) -> RowResult:
+    """Renders one prompt-file row into its output (atomically) and says how it went; the caller records it in
+    the batch manifest. Failures are the row's, not the batch's."""
+    started = time.perf_counter()
+    try:
+        result = render_to_file(backend, job, settings, output, progress, warn=warn)
+        size, digest = file_digest(output)
+        status, error, recipe = "done", None, result.recipe
+    except (RenderError, RuntimeError, OSError, ValueError) as exc:
+        status, error, recipe, size, digest = "failed", f"{type(exc).__name__}: {exc}", {}, None, None
+    return RowResult(row.index, row.source, row.prompt, output.name, status, job.seed,
+                     round(time.perf_counter() - started, 3), error, size, digest, recipe)

@@ -1,107 +1,139 @@
-"""The generate settings every layer may set (preset, user preset, prompt-file row, recipe, CLI flag).
+"""Every render setting, declared once: name, type, valid values, default, help, and where it may appear.
 
-One table says each setting's type and valid values; every layer is checked against it as it is read, so an
-error names the place it came from. No torch import here: `sora presets list` must start fast.
+The CLI's options (cli.py), preset and prompt-file validation (presets.py, prompts.py), the job a backend
+renders (job.py), the recipe's keys and `--from` (render.py, generate.py) and the docs all derive from SETTINGS.
+Whether a *model* honours a setting is its family's business (families.py). No torch import here: `sora --help`
+and `sora presets list` must start fast.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .device import DEVICES, DTYPE_ALIASES, DTYPES
-from .sampling import SAMPLERS
 
-# name -> (type, nullable)
-SETTINGS: dict[str, tuple[type, bool]] = {
-    "model": (str, False),
-    "width": (int, False),
-    "height": (int, False),
-    "frames": (int, False),
-    "fps": (int, False),
-    "steps": (int, False),
-    "guidance": (float, False),
-    "video_steps": (int, True),  # Pyramid Flow: steps per stage for frames after the first (null: steps)
-    "video_guidance": (float, True),  # Pyramid Flow: guidance for frames after the first (null: guidance)
-    "sampler": (str, False),
-    "shift": (float, True),  # null: derived from the number of latent tokens
-    "negative": (str, False),
-    "seed": (int, True),  # null: a random seed, recorded
-    "device": (str, False),
-    "dtype": (str, False),
-    "compile": (bool, True),  # null: on for CUDA, off elsewhere
-    # open models (diffusers): memory and speed
-    "offload": (str, False),  # auto, none, model, sequential, group
-    "vae_tiling": (bool, True),  # null: on when the model is offloaded
-    "cache": (str, False),  # none, first-block, taylorseer, pab, faster
-    "cache_threshold": (float, True),  # null: the method's own default
-    "image": (str, True),  # image-to-video: the first frame
-}
+# where a setting may appear
+FLAG, PRESET, ROW, RECIPE = "flag", "preset", "row", "recipe"
+EVERYWHERE = frozenset({FLAG, PRESET, ROW, RECIPE})
+RUNTIME = frozenset({FLAG, PRESET})  # how the model loads and runs: once per process, not per video
 
+SAMPLERS = ("euler", "heun", "dpmpp_2m", "unipc", "auto")
 OFFLOAD = ("auto", "none", "model", "sequential", "group")
 CACHES = ("none", "first-block", "taylorseer", "pab", "faster")
-
-# Settings a prompt-file row may change: the model and how it runs are loaded once per batch.
-ROW_SETTINGS = ("negative", "seed", "frames", "fps", "width", "height", "steps", "guidance", "sampler", "shift",
-                "image", "video_steps", "video_guidance")
-
 MAX_SIZE = 2048
 MAX_FRAMES = 100_000
 
 
-def _range(name: str, value, low, high) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: type
+    default: Any
+    help: str
+    nullable: bool = False
+    low: float | None = None  # inclusive range, for numbers
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    aliases: dict | None = None  # accepted spellings -> the canonical value
+    where: frozenset = EVERYWHERE
+    recipe_key: str | None = None  # the recipe's name for it, when not `name`
+    universal: bool = True  # every model honours it; otherwise its family says (families.py)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        return self.recipe_key or self.name
+
+    def check(self, value: Any) -> Any:
+        """The value converted to its type, or ValueError naming what is wrong and what is valid."""
+        name = self.name
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"{name} may not be empty")
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
+            raise ValueError(f"{name} must be {self.kind.__name__}, got {value!r}")
+        if self.low is not None and not self.low <= value <= self.high:
+            raise ValueError(f"{name} must be between {self.low} and {self.high}, got {value}")
+        if self.aliases:
+            value = self.aliases.get(value, value)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(self.choices)}")
+        if self.kind is str and self.name in ("model", "image") and not value.strip():
+            raise ValueError(f"{name} may not be empty")
+        return value
+
+
+def _settings(*items: Setting) -> dict[str, Setting]:
+    return {s.name: s for s in items}
+
+
+# The shipped defaults: sora-tiny's recipe (the `default` preset). Order is the order users see.
+SETTINGS: dict[str, Setting] = _settings(
+    Setting("model", str, "sora-tiny", "Model id (sora models list) or path to a checkpoint.",
+            where=frozenset({FLAG, PRESET, RECIPE})),
+    Setting("width", int, 256, "Width in pixels (a multiple the model needs).", low=16, high=MAX_SIZE),
+    Setting("height", int, 256, "Height in pixels (a multiple the model needs).", low=16, high=MAX_SIZE),
+    Setting("frames", int, 72, "Frames to deliver (exactly; the model's own rule is met by trimming).",
+            low=1, high=MAX_FRAMES),
+    Setting("fps", int, 24, "Frames per second of the output.", low=1, high=240),
+    Setting("steps", int, 20, "Denoising steps.", low=1, high=1000),
+    Setting("guidance", float, 5.0, "Classifier-free guidance scale (1 = off).", low=0.0, high=100.0),
+    Setting("video_steps", int, None, "Pyramid Flow: steps per stage for the frames after the first "
+            "(default: --steps).", nullable=True, low=1, high=1000, universal=False),
+    Setting("video_guidance", float, None, "Pyramid Flow: guidance for the frames after the first "
+            "(default: the reference's, 5 from text, 4 from an image).", nullable=True, low=0.0, high=100.0,
+            universal=False),
+    Setting("sampler", str, "auto", "Sampler: euler, heun, dpmpp_2m or unipc; auto is the model's own "
+            "(DPM-Solver++ for sora-tiny, the checkpoint's scheduler for open models).", choices=SAMPLERS,
+            universal=False),
+    Setting("shift", float, None, "Timestep shift (default: sora-tiny's from the token count, an open model's "
+            "from its scheduler).", nullable=True, low=0.01, high=100.0, universal=False),
+    Setting("negative", str, "", "Negative prompt: what to steer away from.", recipe_key="negative_prompt"),
+    Setting("seed", int, None, "Seed; the same seed gives the same video (default: random, recorded).",
+            nullable=True, low=0, high=2**63 - 1),
+    Setting("device", str, "auto", "auto, cuda, mps or cpu (auto: CUDA, then MPS, then CPU).", choices=DEVICES,
+            where=RUNTIME),
+    Setting("dtype", str, "auto", "auto, float32, bfloat16 or float16 (auto: bf16 on CUDA, fp16 on MPS, fp32 on "
+            "CPU).", choices=DTYPES, aliases=DTYPE_ALIASES, where=RUNTIME),
+    Setting("compile", bool, None, "torch.compile the transformer's repeated blocks (default: on for CUDA).",
+            nullable=True, where=RUNTIME),
+    Setting("offload", str, "auto", "Open models: auto, none, model, sequential or group CPU offload (auto: the "
+            "whole model on the GPU when it fits).", choices=OFFLOAD, where=RUNTIME, universal=False),
+    Setting("vae_tiling", bool, None, "Open models: decode in spatial tiles (default: on when offloaded).",
+            nullable=True, where=RUNTIME, universal=False),
+    Setting("cache", str, "none", "Open models: none, first-block, taylorseer, pab or faster (reuse transformer "
+            "work between steps: faster, lossy).", choices=CACHES, where=frozenset({FLAG, PRESET, RECIPE}),
+            universal=False),
+    Setting("cache_threshold", float, None, "first-block: residual threshold (0.05); taylorseer: steps between "
+            "full passes (5).", nullable=True, low=0.0, high=10.0, where=frozenset({FLAG, PRESET, RECIPE}),
+            universal=False),
+    Setting("image", str, None, "Image-to-video: the first frame (models with the i2v task).", nullable=True),
+    Setting("audio", bool, True, "Keep the soundtrack of a model that makes sound (--no-audio drops it).",
+            where=EVERYWHERE),
+)
+
+ROW_SETTINGS = tuple(n for n, s in SETTINGS.items() if ROW in s.where)  # what one video of a batch may change
+RECIPE_SETTINGS = {s.key: n for n, s in SETTINGS.items() if RECIPE in s.where}  # recipe key -> setting (--from)
+DEFAULTS = {n: s.default for n, s in SETTINGS.items()}
 
 
 def check_setting(name: str, value: Any) -> Any:
     """Returns the value converted to its type, or raises ValueError naming what is wrong and what is valid."""
     if name not in SETTINGS:
         raise ValueError(f"unknown setting '{name}'; valid: {', '.join(SETTINGS)}")
-    kind, nullable = SETTINGS[name]
-    if value is None:
-        if nullable:
-            return None
-        raise ValueError(f"{name} may not be empty")
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
-    if name in ("width", "height"):
-        _range(name, value, 16, MAX_SIZE)
-    elif name == "frames":
-        _range(name, value, 1, MAX_FRAMES)
-    elif name == "fps":
-        _range(name, value, 1, 240)
-    elif name in ("steps", "video_steps"):
-        _range(name, value, 1, 1000)
-    elif name in ("guidance", "video_guidance"):
-        _range(name, value, 0.0, 100.0)
-    elif name == "shift":
-        _range(name, value, 0.01, 100.0)
-    elif name == "seed":
-        _range(name, value, 0, 2**63 - 1)
-    elif name == "sampler" and value not in SAMPLERS:
-        raise ValueError(f"unknown sampler '{value}'; valid: {', '.join(SAMPLERS)}")
-    elif name == "device" and value not in DEVICES:
-        raise ValueError(f"unknown device '{value}'; valid: {', '.join(DEVICES)}")
-    elif name == "dtype":
-        value = DTYPE_ALIASES.get(value, value)
-        if value not in DTYPES:
-            raise ValueError(f"unknown dtype '{value}'; valid: {', '.join(DTYPES)}")
-    elif name == "offload" and value not in OFFLOAD:
-        raise ValueError(f"unknown offload '{value}'; valid: {', '.join(OFFLOAD)}")
-    elif name == "cache" and value not in CACHES:
-        raise ValueError(f"unknown cache '{value}'; valid: {', '.join(CACHES)}")
-    elif name == "cache_threshold":
-        _range(name, value, 0.0, 10.0)
-    elif name in ("model", "image") and not value.strip():
-        raise ValueError(f"{name} may not be empty")
-    return value
+    return SETTINGS[name].check(value)
 
 
 def parse_text_value(name: str, text: str) -> Any:
     """Converts a string (a CSV cell) to the setting's type; '' means not set."""
-    kind, _ = SETTINGS.get(name, (str, False))
+    kind = SETTINGS[name].kind if name in SETTINGS else str
     if text == "" or kind is str:
         return text if kind is str else None
     try:

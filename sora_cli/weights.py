@@ -142,7 +142,7 @@ def pull_model(model_id: str) -> Path:
     if spec.repo is None:
         raise UsageError(f"{model_id} ships inside the package; there is nothing to pull")
     if spec.family != "pyramid-flow":
-        return pull(spec.repo, spec.revision)
+        return pull(spec.repo, spec.revision, allow=list(spec.hub_files) if spec.hub_files else None)
     from .pyramid_flow.checkpoint import DIT_PREFIX, VAE, VAE_BIN, convert_vae
 
     # its own DiT variant only; the VAE comes as a pickle, converted to safetensors once, here

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sora_cli.backends.runtime import CACHES_BY_FAMILY
+from sora_cli.families import FAMILIES
 from sora_cli.video import read_frames
 
 from . import tiny_checkpoints
@@ -48,8 +48,6 @@ def reference_frames(folder, family: str, recipe: dict, pipeline: str | None = N
     import diffusers
     from PIL import Image
 
-    from sora_cli.registry import FAMILY_PIPELINES
-
     name = pipeline or json.loads((folder / "model_index.json").read_text())["_class_name"]
     pipe = getattr(diffusers, name).from_pretrained(folder)
     kwargs = dict(prompt=recipe["prompt"], height=recipe["height"], width=recipe["width"],
@@ -62,7 +60,7 @@ def reference_frames(folder, family: str, recipe: dict, pipeline: str | None = N
         kwargs["frame_rate"] = 24
     if recipe.get("image"):
         kwargs["image"] = Image.open(recipe["image"]).convert("RGB")
-    assert name in FAMILY_PIPELINES[family] or name == "LTXImageToVideoPipeline"
+    assert FAMILIES[family].task_of(name) is not None
     video = pipe(**kwargs).frames[0][: recipe["frames"]]  # (f, H, W, 3) floats in [0, 1]
     return video * 255
 
@@ -217,7 +215,7 @@ def test_streamed_decode_equals_the_vaes_own_decode_of_a_long_clip(checkpoints, 
     kwargs = {"temb": None} if family == "ltx-video" else {}
     with torch.inference_mode():
         whole = vae.decode(latents, return_dict=False, **kwargs)[0]
-        pieces = list(stream_decode(vae, latents))
+        pieces = list(stream_decode(vae, latents, pieces=FAMILIES[family].decode))
     assert len(pieces) > 1
     torch.testing.assert_close(torch.cat(pieces, dim=2), whole, rtol=1e-4, atol=1e-4)
 
@@ -246,18 +244,18 @@ def count_attention_calls(backend, job) -> int:
     return len(calls)
 
 
-CACHE_CASES = [(family, cache) for family, caches in CACHES_BY_FAMILY.items() for cache in caches]
+CACHE_CASES = [(family, cache) for family in REQUESTS for cache in FAMILIES[family].caches]
 
 
 @pytest.mark.parametrize("family, cache", CACHE_CASES)
 def test_each_supported_step_cache_skips_transformer_work(checkpoints, family, cache):
     from sora_cli.backends.open_models import DiffusersBackend
-    from sora_cli.pipeline import Job
+    from sora_cli.job import Job
 
     threshold = {"first-block": 10.0, "taylorseer": 3}.get(cache)  # generous: the test is that work is skipped
     plain = DiffusersBackend.load(str(checkpoints[family]), device="cpu", dtype="float32", compile=False)
     frames = REQUESTS[family][2]
-    job = Job(prompt="a cat surfing", negative="", seed=0, steps=8, guidance=4.0, sampler="dpmpp_2m", shift=None,
+    job = Job(prompt="a cat surfing", negative="", seed=0, steps=8, guidance=4.0, sampler="auto", shift=None,
               width=32, height=32, frames=frames, generated_frames=plain.frame_count(frames))
     cached = DiffusersBackend.load(str(checkpoints[family]), device="cpu", dtype="float32", compile=False,
                                    cache=cache, cache_threshold=threshold)

@@ -83,7 +83,7 @@ def plan_for(settings: dict) -> Plan:
 
 
 def guided_velocity(backend, settings: dict):
-    from sora_cli.pipeline import Job
+    from sora_cli.job import Job
 
     negative = json_negative()
     job = Job(prompt=settings["prompt"], negative=negative, seed=0, steps=1, guidance=1.0, sampler="euler",

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UsageError
+from ..settings import ROW, SETTINGS
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -23,9 +24,10 @@ class Backend(Protocol):
     def frame_count(self, frames: int) -> int:
         """The smallest count >= frames that the model's frame rule allows."""
 
-    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
+    def fit_size(self, width: int, height: int, image: str | None = None) -> tuple[int, int, str | None]:
         """The size it will render and a notice when that differs from the request (snapped to the model's
-        multiple); UsageError naming the rule when it cannot render near it."""
+        multiple, or chosen from the first frame `image` by a model that sizes the video itself); UsageError
+        naming the rule when it cannot render near it."""
 
     def prompt_notes(self, prompt: str) -> list[str]:
         """Warnings about a prompt the model will not understand (it still renders)."""
@@ -40,19 +42,11 @@ class Backend(Protocol):
         """Yields uint8 frames (f, H, W, 3), exactly job.frames in all."""
 
 
-# family -> "module:class"; third-party families register the same way.
-BACKENDS = {
-    "native": "sora_cli.backends.native:NativeBackend",
-    **{family: "sora_cli.backends.open_models:DiffusersBackend"
-       for family in ("ltx-video", "wan", "cogvideox", "mochi", "hunyuanvideo")},
-    "pyramid-flow": "sora_cli.backends.pyramid_flow:PyramidFlowBackend",
-}
-
-
 def model_family(model_ref: str) -> str:
     """The family of a registry id, a native .safetensors checkpoint or a diffusers-format folder."""
+    from ..families import pipeline_family
     from ..pyramid_flow.checkpoint import is_pyramid_folder
-    from ..registry import get_spec, pipeline_family
+    from ..registry import get_spec
     from ..weights import checkpoint_path, diffusers_folder, read_metadata
 
     path = checkpoint_path(model_ref)
@@ -60,7 +54,7 @@ def model_family(model_ref: str) -> str:
         return get_spec(model_ref).family
     if path.is_dir():
         if (index := diffusers_folder(path)) is not None:
-            return pipeline_family(index["_class_name"])[0]
+            return pipeline_family(index["_class_name"])[0].name
         if is_pyramid_folder(path):
             return "pyramid-flow"
         if not (path / "model.safetensors").is_file():
@@ -70,17 +64,21 @@ def model_family(model_ref: str) -> str:
     return read_metadata(path)["family"]
 
 
-# how a model runs, beyond device, dtype and compile (open models; the native engine takes the defaults only)
-RUNTIME_OPTIONS = {"offload": "auto", "vae_tiling": None, "cache": "none", "cache_threshold": None}
+# how a model loads and runs, beyond device, dtype and compile: the settings no single video may change
+LOAD_OPTIONS = tuple(n for n, s in SETTINGS.items() if ROW not in s.where and not s.universal)
 
 
 def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | None, **options) -> Backend:
-    family = model_family(model_ref)
-    if family not in BACKENDS:
-        raise UsageError(f"no backend for model family '{family}'; available: {', '.join(BACKENDS)}")
-    module, cls = BACKENDS[family].split(":")
+    """The family's backend with the model loaded; an option the family does not honour is refused first."""
+    from ..families import get_family
+    from ..registry import check_options
+
+    family = get_family(model_family(model_ref))
+    options = {**{n: SETTINGS[n].default for n in LOAD_OPTIONS}, **options}
+    check_options(options, family, model_ref)
+    module, cls = family.backend.split(":")
     return getattr(import_module(module), cls).load(model_ref, device=device, dtype=dtype, compile=compile,
-                                                    **{**RUNTIME_OPTIONS, **options})
+                                                    **options)
 
 
 def load_image(path: str):
@@ -99,4 +97,4 @@ def load_image(path: str):
 def backend_for(preset) -> Backend:
     """The backend a resolved preset asks for: its model on its device, with its runtime options."""
     return load_backend(preset.model, device=preset.device, dtype=preset.dtype, compile=preset.compile,
-                        **{name: getattr(preset, name) for name in RUNTIME_OPTIONS})
+                        **{name: getattr(preset, name) for name in LOAD_OPTIONS})

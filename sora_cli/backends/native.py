@@ -6,11 +6,14 @@ import torch
 
 from ..device import pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
+from ..families import FAMILIES
+from ..job import Job
 from ..models.native import build_model, randomize
-from ..pipeline import Job, generate
+from ..pipeline import generate
 from ..registry import MODELS, get_spec
 from ..weights import checkpoint_path, load_native, packaged_weights
 
+OWN_SAMPLER = "dpmpp_2m"  # what --sampler auto runs: the sampler sora-tiny's eval and presets were tuned with
 UNTRAINED_SEED = 0  # the seeded random weights used when a model has no trained weights here
 OUTPUT_MULTIPLE = 16  # outputs are resized from the native grid; 16 keeps every encoder's macroblocks whole
 
@@ -19,17 +22,12 @@ class NativeBackend:
     def __init__(self, model, model_id: str, device: str, dtype: str, compiled: bool, notes: list[str]):
         self.model, self.model_id, self.device, self.dtype = model, model_id, device, dtype
         self.compiled, self.notes = compiled, notes
+        self.family, self.own_sampler = FAMILIES["native"], OWN_SAMPLER
         self.runtime = {"offload": "none", "vae_tiling": False, "cache": "none", "cache_threshold": None}
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, **options) -> NativeBackend:
-        from . import RUNTIME_OPTIONS
-
-        for name, value in options.items():
-            if value != RUNTIME_OPTIONS[name] and not (name == "offload" and value == "none"):
-                flag = name.replace("_", "-")
-                raise UsageError(f"--{flag} applies to the open models (sora models list); "
-                                 f"{model_ref} runs whole on one device")
+        """`options` (offload and the like) were checked against the family record: it runs whole on one device."""
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
         notes = []
@@ -57,7 +55,7 @@ class NativeBackend:
     def frame_count(self, frames: int) -> int:
         return self.model.frame_count(frames)
 
-    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
+    def fit_size(self, width: int, height: int, image: str | None = None) -> tuple[int, int, str | None]:
         m = OUTPUT_MULTIPLE
         for name, value in (("width", width), ("height", height)):
             if value % m:

@@ -1,26 +1,30 @@
-"""Open models (LTX-Video, Wan, CogVideoX, Mochi, HunyuanVideo) through their diffusers pipelines.
+"""Open models through their diffusers pipelines, one backend for every diffusers family (families.py).
 
 diffusers runs the text encoders, the scheduler and the transformer exactly as the reference does; sora adds
 what a command-line user needs around it: the registry and the hub cache, frame and size rules, progress per
-step, and a decode that streams frames into the encoder instead of holding the whole video.
+step, samplers as schedulers, and a decode that streams frames into the encoder instead of holding the whole
+video. Everything that differs between families is read from the family's record.
 """
 
 from __future__ import annotations
 
 import warnings
+from itertools import count
 from pathlib import Path
 
 import torch
 
 from ..device import noise_generator, pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
-from ..pipeline import Job, deliver
-from ..registry import FAMILY_PIPELINES, FAMILY_RULES, MODELS, FrameRule, pipeline_family
+from ..families import Family, FrameRule, pipeline_family
+from ..job import Job
+from ..pipeline import deliver
+from ..registry import MODELS, check_options
+from ..video import Soundtrack
 from ..weights import diffusers_folder, hub_folder
 from . import load_image, runtime
+from .schedulers import describe, scheduler_for
 from .stream_decode import stream_decode
-
-SCHEDULER_SHIFT = {"UniPCMultistepScheduler": "flow_shift", "FlowMatchEulerDiscreteScheduler": "shift"}
 
 
 class _Latents(Exception):
@@ -32,15 +36,16 @@ class _Latents(Exception):
 
 
 class DiffusersBackend:
-    def __init__(self, pipe, family: str, model_id: str, device: str, dtype: str, *, rule: FrameRule, multiple: int,
-                 tasks: tuple[str, ...], compiled: bool, weights_gb: float, runtime: dict, notes: list[str]):
+    own_sampler = "auto"  # the checkpoint's scheduler; the recipe's `scheduler` says which ran
+
+    def __init__(self, pipe, family: Family, model_id: str, device: str, dtype: str, *, rule: FrameRule,
+                 multiple: int, tasks: tuple[str, ...], compiled: bool, weights_gb: float, runtime: dict,
+                 notes: list[str]):
         self.pipe, self.family, self.model_id, self.device, self.dtype = pipe, family, model_id, device, dtype
         self.rule, self.multiple, self.tasks, self.compiled = rule, multiple, tasks, compiled
         self.weights_gb, self.runtime, self.notes, self._i2v = weights_gb, runtime, notes, None
-        # HunyuanVideo-I2V's latent-concat conditioning decodes 4 frames for the image and drops them: they are
-        # generated on top of the request and skipped (its checkpoints only do i2v, so every job has them)
-        concat = pipe.transformer.config.get("image_condition_type") == "latent_concat"
-        self.leading_frames = 4 if family == "hunyuanvideo" and "i2v" in tasks and concat else 0
+        self.own_scheduler = pipe.scheduler
+        self.leading_frames = family.leading_frames(pipe) if "i2v" in tasks and family.leading_frames else 0
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
@@ -63,12 +68,14 @@ class DiffusersBackend:
                              f"{total:.0f} GB of memory")
         index = diffusers_folder(folder)
         family, task = pipeline_family(index["_class_name"])
+        if family.audio:
+            _check_audio_parts(folder, index, family)
         try:
             pipe = getattr(diffusers, index["_class_name"]).from_pretrained(
                 folder, dtype=torch_dtype(dtype), use_safetensors=True, local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"{folder} is not a complete {family} checkpoint ({first})") from None
+            raise UsageError(f"{folder} is not a complete {family.title} checkpoint ({first})") from None
         pipe.set_progress_bar_config(disable=True)
         spec = MODELS.get(model_ref)
         offload = runtime.place(pipe, device=device, offload=offload, vram_gb=spec.vram_gb if spec else None,
@@ -84,7 +91,7 @@ class DiffusersBackend:
         if spec is None:  # a local folder: its own VAE and patch say what sizes it takes
             multiple = max(multiple, _size_multiple(pipe))
         ran = {"offload": offload, "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)), "cache": cache,
-               "cache_threshold": cache_threshold, "scheduler": type(pipe.scheduler).__name__}  # their own sampler
+               "cache_threshold": cache_threshold, **describe(pipe.scheduler)}
         return cls(pipe, family, model_ref, device, dtype, rule=rule, multiple=multiple,
                    tasks=_tasks(family, task, index, spec), compiled=compiled, weights_gb=needed, runtime=ran,
                    notes=notes)
@@ -93,8 +100,15 @@ class DiffusersBackend:
     def frame_count(self, frames: int) -> int:
         return self.rule.count_for(self.model_id, frames, self.leading_frames)
 
-    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
-        """Snaps to the nearest multiple the model's VAE and patches allow (never below one multiple)."""
+    def fit_size(self, width: int, height: int, image: str | None = None) -> tuple[int, int, str | None]:
+        """Snaps to the nearest multiple the model's VAE and patches allow (never below one multiple); for an
+        image-to-video pipeline that sizes the video from the image, the size it will render."""
+        if image and self.family.i2v_size:
+            fitted = tuple(self.family.i2v_size(self.pipe, load_image(image)))
+            if fitted == (width, height):
+                return width, height, None
+            return *fitted, (f"{self.model_id} sizes image-to-video from the image: rendering {fitted[0]}x"
+                             f"{fitted[1]} (its aspect ratio at the model's trained size) instead of {width}x{height}")
         m = self.multiple
         fitted = tuple(max(m, (v + m // 2) // m * m) for v in (width, height))  # halves round up
         if fitted == (width, height):
@@ -106,7 +120,12 @@ class DiffusersBackend:
         return []
 
     def job_notes(self, job: Job) -> list[str]:
-        """Before a long run on a CPU or a Mac: what it will cost, so nobody waits an hour by surprise."""
+        """Before the run: a step count its schedule cannot take (refused), and on a CPU or a Mac what a long run
+        will cost, so nobody waits an hour by surprise."""
+        terminal = scheduler_for(self.own_scheduler, job.sampler, job.shift).config.get("shift_terminal")
+        if terminal and job.steps < 2:  # one step stretched to end at `terminal` is 0/0: a video of NaNs
+            raise UsageError(f"{self.model_id} takes at least 2 steps: its schedule is stretched to end at sigma "
+                             f"{terminal}, which one step cannot do")
         if self.device == "cuda":
             return []
         seconds = runtime.transformer_seconds(self.pipe, job, torch.get_num_threads())
@@ -120,22 +139,37 @@ class DiffusersBackend:
     # ---- rendering ----------------------------------------------------------------------------------------
     def pipeline_kwargs(self, job: Job, progress=None) -> dict:
         """The pipeline call for `job`, the same one a user of diffusers would write (plus the progress hook)."""
-        kwargs = dict(prompt=job.prompt, height=job.height, width=job.width, num_frames=job.generated_frames,
-                      num_inference_steps=job.steps, guidance_scale=job.guidance,
-                      generator=noise_generator(job.seed))
-        if self.family != "hunyuanvideo":  # Hunyuan's guidance is distilled in; a negative prompt needs true CFG
+        kwargs = {"prompt": job.prompt, "height": job.height, "width": job.width,
+                  self.family.frames_argument: job.generated_frames, "num_inference_steps": job.steps,
+                  "guidance_scale": job.guidance, "generator": noise_generator(job.seed)}
+        if not self.family.guidance_distilled:  # distilled guidance has no unconditional pass to steer
             kwargs["negative_prompt"] = job.negative
-        if self.family == "ltx-video":
-            kwargs["frame_rate"] = 24
+        if self.family.fps_argument:
+            kwargs[self.family.fps_argument] = job.fps
+        if self.model_id in MODELS:  # what its published recipe fixes (a distilled checkpoint's trained sigmas)
+            kwargs.update(MODELS[self.model_id].call_arguments)
         if job.image:
             kwargs["image"] = load_image(job.image)
-        if progress:
+        kwargs.update(self.call_arguments(job))
+        if self.family.guidance_in_guider:  # set on its guider for the call instead (_denoise)
+            del kwargs["guidance_scale"]
+        if job.image and self.family.i2v_size:  # it sizes the video from the image (fit_size said to what)
+            del kwargs["height"], kwargs["width"]
+        if progress and _takes_step_callback(self._pipeline_for(job)):  # else its progress bar counts (_denoise)
+            total, done = self.family.step_callbacks(job) if self.family.step_callbacks else job.steps, count(1)
+
             def on_step(pipe, i, t, tensors):
-                progress("denoise", i + 1, job.steps)
+                progress("denoise", min(next(done), total), total)
                 return tensors
 
             kwargs["callback_on_step_end"] = on_step
         return kwargs
+
+    def call_arguments(self, job: Job) -> dict:
+        """The arguments the pipeline takes beyond everyone's: its family record's call_arguments (a dict, or from
+        the job), then its registry entry's (a published recipe's fixed ones)."""
+        extra, spec = self.family.call_arguments, MODELS.get(self.model_id)
+        return {**(extra(job) if callable(extra) else extra), **(spec.call_arguments if spec else {})}
 
     def check_task(self, image: str | None) -> None:
         if image and "i2v" not in self.tasks:
@@ -145,63 +179,121 @@ class DiffusersBackend:
             raise UsageError(f"{self.model_id} is image-to-video: give it --image (the first frame)")
 
     def render(self, job: Job, progress=None):
-        pipe = self.pipe
-        self._set_shift(job.shift)
-        latents = self._denoise(job, progress)
+        """Yields the soundtrack first when the family makes one, then the frames as they are decoded."""
+        check_options({"sampler": job.sampler, "shift": job.shift}, self.family, self.model_id)
+        pipe = self._pipeline_for(job)
+        pipe.scheduler = scheduler_for(self.own_scheduler, job.sampler, job.shift)
+        self.runtime.update(describe(pipe.scheduler))
+        if extra := self.call_arguments(job):  # recorded: the recipe says how the pipeline was called
+            self.runtime["pipeline_arguments"] = extra
+        latents, audio = self._denoise(pipe, job, progress)
+        if audio is not None:
+            yield audio
         with torch.inference_mode():
-            yield from deliver(stream_decode(pipe.vae, latents.latents, latents.timestep), job.frames, progress,
-                               skip=self.leading_frames)
+            yield from deliver(stream_decode(pipe.vae, latents.latents, latents.timestep, self.family.decode),
+                               job.frames, progress, skip=self.leading_frames)
         pipe.maybe_free_model_hooks()
 
     def _pipeline_for(self, job: Job):
         """The checkpoint's own pipeline, or for an image its image-to-video sibling on the same components."""
-        if not job.image or self.pipe.__class__.__name__ != FAMILY_PIPELINES[self.family][0]:
+        t2v = self.family.pipelines["t2v"] if "t2v" in self.family.pipelines else ()
+        if not job.image or self.pipe.__class__.__name__ not in t2v:
             return self.pipe
         if self._i2v is None:
             import diffusers
 
-            name = FAMILY_PIPELINES[self.family][1]
-            if self.family == "ltx-video" and self.pipe.scheduler.config.get("use_dynamic_shifting"):
-                name = "LTXImageToVideoPipeline"  # LTX-Video 0.9.0/0.9.1: the condition pipeline needs 0.9.5+
+            choose = self.family.i2v_pipeline
+            name = choose(self.pipe) if choose else self.family.pipelines["i2v"][0]
             self._i2v = getattr(diffusers, name).from_pipe(self.pipe)
             self._i2v.set_progress_bar_config(disable=True)
         return self._i2v
 
-    def _denoise(self, job: Job, progress) -> _Latents:
-        """Runs the pipeline up to the VAE; the latents arrive exactly as the pipeline would decode them."""
-        pipe = self._pipeline_for(job)
+    def _denoise(self, pipe, job: Job, progress) -> tuple[_Latents, Soundtrack | None]:
+        """Runs the pipeline up to the VAE; the latents arrive exactly as the pipeline would decode them. A family
+        with sound runs on past the video VAE (a 1-pixel stand-in for its frames) to decode its soundtrack."""
+        from diffusers.models.autoencoders.vae import DecoderOutput
+
         vae = pipe.vae
+        captured = []
 
-        def capture(latents, temb=None, return_dict=True, **_):
-            raise _Latents(latents, temb)
+        def capture(latents, temb=None, *args, return_dict=True, **_):
+            if not self.family.audio:
+                raise _Latents(latents, temb)
+            captured.append(_Latents(latents, temb))
+            stand_in = torch.zeros(latents.shape[0], 3, 1, 1, 1, dtype=latents.dtype, device=latents.device)
+            return DecoderOutput(sample=stand_in) if return_dict else (stand_in,)
 
+        kwargs = self.pipeline_kwargs(job, progress)
         vae.decode = capture  # an instance attribute: shadows the method for this call only
+        if progress and "callback_on_step_end" not in kwargs:  # no step callback: its own progress bar's updates
+            pipe.progress_bar = lambda iterable=None, total=None: _StepCount(progress, iterable, total)
+        guider = pipe.guider if self.family.guidance_in_guider else None
+        if guider is not None:  # its guidance scale lives on its guider: a copy at the job's for this call
+            pipe.guider = guider.new(guidance_scale=job.guidance)
+        if self.family.global_noise:
+            torch.manual_seed(job.seed)
         try:
-            pipe(**self.pipeline_kwargs(job, progress), output_type="np")
+            out = pipe(**kwargs, output_type="np")
         except _Latents as done:
-            return done
+            return done, None
         finally:
             del vae.decode
-        raise RuntimeError(f"the {type(pipe).__name__} pipeline returned without decoding")
-
-    def _set_shift(self, shift: float | None) -> None:
-        """A preset's shift replaces the scheduler's; None keeps the one the checkpoint ships."""
-        scheduler = self.pipe.scheduler
-        key = SCHEDULER_SHIFT.get(type(scheduler).__name__)
-        if shift is None or key is None or scheduler.config.get(key) == shift:
-            return
-        self.pipe.scheduler = type(scheduler).from_config(scheduler.config, **{key: shift})
+            pipe.__dict__.pop("progress_bar", None)
+            if guider is not None:
+                pipe.guider = guider
+        if not captured:
+            raise RuntimeError(f"the {type(pipe).__name__} pipeline returned without decoding")
+        samples = out.audio[0].float().cpu().numpy()  # (channels, samples) in [-1, 1]
+        return captured[0], Soundtrack(samples, int(self.family.audio(pipe)))
 
 
-def _tasks(family: str, task: str, index: dict, spec) -> tuple[str, ...]:
+class _StepCount:
+    """Stands in for the progress bar of a pipeline whose call takes no step callback: its updates (one a step)
+    drive sora's progress."""
+
+    def __init__(self, progress, iterable=None, total=None):
+        self.progress, self.iterable, self.done = progress, iterable, 0
+        self.total = total if total is not None else len(iterable)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.progress("denoise", min(self.done, self.total), self.total)
+
+
+def _takes_step_callback(pipe) -> bool:
+    import inspect
+
+    return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+
+
+def _tasks(family: Family, task: str, index: dict, spec) -> tuple[str, ...]:
     """What a loaded checkpoint can do: its own task, plus image-to-video where the same weights allow it."""
     if spec is not None:
         return spec.tasks
-    if task == "i2v":
-        return ("i2v",)
-    # LTX's condition pipeline runs on the text-to-video weights; Wan 2.2 TI2V-5B conditions by timestep
-    both = family == "ltx-video" or (family == "wan" and index.get("expand_timesteps"))
+    if task != "t2v":
+        return (task,)
+    both = "i2v" in family.pipelines and family.i2v_from_t2v(index)
     return ("t2v", "i2v") if both else ("t2v",)
+
+
+def _check_audio_parts(folder: Path, index: dict, family: Family) -> None:
+    """A checkpoint of a family with sound must hold every part that makes it (one line naming what is not)."""
+    missing = [part for part in family.audio_parts
+               if part not in index or not (folder / part).is_dir() or not any((folder / part).iterdir())]
+    if missing:
+        raise UsageError(f"{folder} is missing {', '.join(missing)}: a {family.title} checkpoint needs "
+                         f"{' and '.join(family.audio_parts)} to make its soundtrack")
 
 
 def _size_multiple(pipe) -> int:
@@ -231,5 +323,4 @@ def _resolve(model_ref: str) -> tuple[Path, FrameRule, int]:
     if index is None:
         raise UsageError(f"{folder} is not a diffusers checkpoint folder (no model_index.json)")
     family, _ = pipeline_family(index["_class_name"])
-    rule, multiple = FAMILY_RULES[family]
-    return folder, rule, multiple
+    return folder, family.frames, family.size_multiple

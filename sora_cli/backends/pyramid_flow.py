@@ -10,20 +10,24 @@ import torch
 
 from ..device import noise_generator, pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
-from ..pipeline import Job, deliver
+from ..families import FAMILIES, FrameRule
+from ..job import Job
+from ..pipeline import deliver
 from ..pyramid_flow import checkpoint
 from ..pyramid_flow.sampler import Noise, Plan, sample, total_steps
 from ..pyramid_flow.text import QUALITY_SUFFIX
 from ..pyramid_flow.vae import latent_frames
-from ..registry import MODELS, FrameRule, pyramid_rule
+from ..registry import MODELS, variant_rule
 from ..weights import hub_folder
 from . import load_image, runtime
 
 # per-frame latent normalisation of the miniFLUX checkpoints: the first frame is coded like an image
 IMAGE_SHIFT, IMAGE_SCALE = -0.04, 1 / 1.8726
 VIDEO_SHIFT, VIDEO_SCALE = -0.2343, 1 / 3.0986
-TILE = 256  # pixels per VAE tile with --vae-tiling (the reference's memory-saving setting)
-OFFLOAD = ("auto", "none", "model", "group")
+TILE = 256  # pixels per VAE tile with --vae-tiling (the reference decodes tiled, always)
+# guidance for the frames after the first when none is asked: the reference's generate (README: 5.0) and
+# generate_i2v (its default, README and app: 4.0)
+T2V_VIDEO_GUIDANCE, I2V_VIDEO_GUIDANCE = 5.0, 4.0
 
 
 class PyramidFlowBackend:
@@ -32,7 +36,8 @@ class PyramidFlowBackend:
         self.text, self.dit, self.vae = parts["text"], parts["dit"], parts["vae"]
         self.model_id, self.device, self.dtype, self.rule = model_id, device, dtype, rule
         self.compiled, self.weights_gb, self.runtime, self.notes = compiled, weights_gb, runtime, notes
-        self.multiple, self.tasks = 64, ("t2v", "i2v")
+        self.family = FAMILIES["pyramid-flow"]
+        self.multiple, self.tasks, self.own_sampler = self.family.size_multiple, self.family.tasks, "euler"
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
@@ -44,10 +49,6 @@ class PyramidFlowBackend:
         for library in (diffusers, transformers):
             library.utils.logging.set_verbosity_error()
             library.utils.logging.disable_progress_bar()
-        if cache != "none" or cache_threshold is not None:
-            raise UsageError("Pyramid Flow has no step cache in sora; valid --cache: none")
-        if offload not in OFFLOAD:
-            raise UsageError(f"--offload {offload} is not available for Pyramid Flow; valid: {', '.join(OFFLOAD)}")
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
         folder, variant, rule = _resolve(model_ref)
@@ -84,7 +85,7 @@ class PyramidFlowBackend:
     def frame_count(self, frames: int) -> int:
         return self.rule.count_for(self.model_id, frames)
 
-    def fit_size(self, width: int, height: int) -> tuple[int, int, str | None]:
+    def fit_size(self, width: int, height: int, image: str | None = None) -> tuple[int, int, str | None]:
         """Sizes must be multiples of 64 (a 2x2 patch at a quarter of the 8x latent); others are refused, since
         a snapped size would change the picture's aspect the user asked for."""
         m = self.multiple
@@ -126,7 +127,10 @@ class PyramidFlowBackend:
     # ---- rendering ----------------------------------------------------------------------------------------
     def _plan(self, job: Job) -> Plan:
         video_steps = job.video_steps if job.video_steps is not None else job.steps
-        video_guidance = job.video_guidance if job.video_guidance is not None else job.guidance
+        video_guidance = job.video_guidance
+        if video_guidance is None:
+            video_guidance = I2V_VIDEO_GUIDANCE if job.image else T2V_VIDEO_GUIDANCE
+        self.runtime["video_guidance"] = video_guidance  # the recipe records what ran
         return Plan(latent_frames(job.generated_frames), job.height // 8, job.width // 8, (job.steps,) * 3,
                     (video_steps,) * 3, job.guidance, video_guidance)
 
@@ -162,6 +166,9 @@ class PyramidFlowBackend:
         states, mask, pooled = text[0].to(dtype), text[1], text[2].to(dtype)
 
         def guided(clips, t, guidance):
+            if guidance <= 1:  # as the reference: guidance off is the prompt alone, one pass
+                clips = [c.to(self.device, dtype) for c in clips]
+                return velocity(self.dit, clips, states[1:], mask[1:], pooled[1:], t.expand(1).to(dtype))
             clips = [torch.cat([c, c]).to(self.device, dtype) for c in clips]
             out = velocity(self.dit, clips, states, mask, pooled, t.expand(2).to(dtype))
             uncond, cond = out.chunk(2)
@@ -171,9 +178,14 @@ class PyramidFlowBackend:
 
     def _image_latent(self, job: Job, generator) -> torch.Tensor:
         import numpy as np
-        from PIL import Image, ImageOps
+        from PIL import Image
 
-        image = ImageOps.fit(load_image(job.image), (job.width, job.height), Image.Resampling.LANCZOS)
+        image = load_image(job.image)  # as the reference's app: resized to cover the frame, then centre-cropped
+        scale = max(job.width / image.width, job.height / image.height)
+        image = image.resize((max(job.width, round(image.width * scale)), max(job.height, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+        left, top = (image.width - job.width) // 2, (image.height - job.height) // 2
+        image = image.crop((left, top, left + job.width, top + job.height))
 
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None, :, None]
         z = self.vae.encode(pixels.to(self.device, torch_dtype(self.dtype)), generator)
@@ -215,4 +227,4 @@ def _resolve(model_ref: str) -> tuple[Path, str | None, FrameRule]:
         return folder, spec.variant, spec.frames
     folder = checkpoint.require_folder(Path(model_ref).expanduser())
     held = checkpoint.variants(folder)
-    return folder, None, pyramid_rule(held[0] if len(held) == 1 else None)
+    return folder, None, variant_rule("pyramid-flow", held[0] if len(held) == 1 else None)

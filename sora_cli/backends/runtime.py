@@ -54,27 +54,15 @@ def compile_blocks(pipe) -> None:
             model.compile()
 
 
-# The step caches that skip work on each family's transformer (checked by a test on tiny checkpoints):
-# FasterCache needs the guidance batch in one call (Wan runs it in two) and unpacked latents (LTX packs them);
-# TaylorSeer's default module patterns only take hold on HunyuanVideo's blocks.
-CACHES_BY_FAMILY = {
-    "wan": ("first-block", "pab"),
-    "ltx-video": ("first-block", "pab"),
-    "cogvideox": ("first-block", "pab", "faster"),
-    "mochi": ("first-block", "pab", "faster"),
-    "hunyuanvideo": ("first-block", "taylorseer", "pab", "faster"),
-}
-
-
-def enable_cache(pipe, method: str, threshold: float | None, family: str) -> None:
-    """diffusers' cache hooks on the transformer(s): skip or extrapolate work between denoising steps."""
+def enable_cache(pipe, method: str, threshold: float | None, family) -> None:
+    """diffusers' cache hooks on the transformer(s): skip or extrapolate work between denoising steps. Which
+    methods take hold on a family's transformer is its record's `caches` (checked before loading): FasterCache
+    needs the guidance batch in one call (Wan runs it in two) and unpacked latents (LTX packs them);
+    TaylorSeer's default module patterns only take hold on HunyuanVideo's blocks."""
     if method == "none":
         return
     import diffusers
 
-    if method not in CACHES_BY_FAMILY[family]:
-        raise UsageError(f"--cache {method} does not work with {family} models; valid for them: none, "
-                         f"{', '.join(CACHES_BY_FAMILY[family])}")
     if threshold is not None and method not in ("first-block", "taylorseer"):
         raise UsageError(f"--cache-threshold applies to first-block (a residual difference) and taylorseer "
                          f"(steps between full passes), not to {method}")
@@ -95,7 +83,7 @@ def enable_cache(pipe, method: str, threshold: float | None, family: str) -> Non
             spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 681),
             current_timestep_callback=timestep, attention_weight_callback=lambda _: 0.3,
             unconditional_batch_skip_range=5, unconditional_batch_timestep_skip_range=(-1, 781),
-            is_guidance_distilled=family == "hunyuanvideo", tensor_format="BFCHW" if family == "cogvideox" else "BCFHW")
+            is_guidance_distilled=family.guidance_distilled, tensor_format=family.latent_layout)
     for model in transformers_of(pipe):
         model.enable_cache(config)
 
@@ -136,8 +124,9 @@ def transformer_seconds(pipe, job, threads: int) -> float:
     patch = config.get("patch_size", 1)
     ph, pw = (patch[1], patch[2]) if isinstance(patch, (list, tuple)) else (patch, patch)
     pt = config.get("patch_size_t") or (patch[0] if isinstance(patch, (list, tuple)) else 1)
-    spatial = getattr(pipe, "vae_scale_factor_spatial", 8)
-    temporal = getattr(pipe, "vae_scale_factor_temporal", 4)
+    # the VAE's compression, under either name diffusers' pipelines give it (LTX's: *_compression_ratio)
+    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_spatial_compression_ratio", 8)
+    temporal = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(pipe, "vae_temporal_compression_ratio", 4)
     tokens = ((job.generated_frames - 1) // temporal + 1) / pt * (job.height // spatial // ph) * (
         job.width // spatial // pw)
     passes = job.steps * (2 if job.guidance > 1 else 1)

@@ -13,14 +13,17 @@ from collections.abc import Iterator
 import torch
 
 
-def stream_decode(vae, latents: torch.Tensor, timestep=None) -> Iterator[torch.Tensor]:
-    name = type(vae).__name__
+def stream_decode(vae, latents: torch.Tensor, timestep=None, pieces: str = "whole") -> Iterator[torch.Tensor]:
+    """`pieces` is the family record's `decode`: causal, causal-attention, frame-batches, temporal-tiles or
+    whole."""
     spatially_tiled = getattr(vae, "use_tiling", False)
-    if name == "AutoencoderKLWan" and not spatially_tiled:
+    if pieces == "causal" and not spatially_tiled:
         yield from _wan(vae, latents)
-    elif name == "AutoencoderKLCogVideoX" and not spatially_tiled:
+    elif pieces == "causal-attention" and not spatially_tiled:
+        yield from _causal_attention(vae, latents)
+    elif pieces == "frame-batches" and not spatially_tiled:
         yield from _cogvideox(vae, latents)
-    elif name in ("AutoencoderKLLTXVideo", "AutoencoderKLHunyuanVideo") and _temporal_tiles(vae, latents):
+    elif pieces == "temporal-tiles" and _temporal_tiles(vae, latents):
         yield from _blended_tiles(vae, latents, timestep)
     else:  # one piece: the VAE's own decode (spatial tiling, short clips, and Mochi: its framewise decode
         # does not reproduce the whole-clip one, differing by up to 0.75 on the [-1, 1] scale)
@@ -44,6 +47,63 @@ def _wan(vae, z):
             yield out.clamp(-1.0, 1.0)
     finally:
         vae.clear_cache()
+
+
+def _causal_attention(vae, z):
+    """HunyuanVideo 1.5's strictly causal VAE, one latent frame at a time (1, then 4 frames each): every causal
+    convolution keeps the last frames it saw, every attention block the keys and values of the frames before
+    (its mask lets a frame see itself and everything earlier), and past the first frame every temporal
+    upsampling meets only the frames its whole-clip pass doubles. The decoder's own modules run, their
+    forwards swapped for the decode."""
+    import types
+
+    import torch.nn.functional as F
+    from diffusers.models.autoencoders import autoencoder_kl_hunyuanvideo15 as hv
+
+    tails, past, first = {}, {}, [True]
+
+    def conv(self, x):
+        pad = self.time_causal_padding  # (w, w, h, h, frames before, 0)
+        if self in tails:
+            x = torch.cat([tails[self], x], dim=2)
+        else:  # the first frame, padded in time as its own forward pads it
+            x = F.pad(x, (0, 0, 0, 0, pad[4], 0), mode=self.pad_mode)
+        tails[self] = x[:, :, x.shape[2] - pad[4] :]
+        return self.conv(F.pad(x, (*pad[:4], 0, 0), mode=self.pad_mode))
+
+    def attention(self, x):
+        identity, x = x, self.norm(x)
+        b, c, f, h, w = x.shape
+        q, k, v = (proj(x).reshape(b, c, f * h * w).permute(0, 2, 1).unsqueeze(1)
+                   for proj in (self.to_q, self.to_k, self.to_v))
+        if self in past:
+            k, v = torch.cat([past[self][0], k], dim=2), torch.cat([past[self][1], v], dim=2)
+        past[self] = k, v
+        mask = None  # one frame sees itself and every earlier one: all of k
+        if f > 1:
+            frame = torch.arange(k.shape[2], device=x.device) // (h * w) - (k.shape[2] // (h * w) - f)
+            mask = frame[None, :] <= frame[-f * h * w :, None]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj_out(out.squeeze(1).reshape(b, f, h, w, c).permute(0, 4, 1, 2, 3)) + identity
+
+    def upsample(self, x):
+        if first[0] or not self.add_temporal_upsample:
+            return type(self).forward(self, x)
+        h = self._dcae_upsample_rearrange(self.conv(x), r1=2, r2=2, r3=2)
+        return h + self._dcae_upsample_rearrange(x, r1=2, r2=2, r3=2).repeat_interleave(self.repeats, dim=1)
+
+    swaps = {hv.HunyuanVideo15CausalConv3d: conv, hv.HunyuanVideo15AttnBlock: attention,
+             hv.HunyuanVideo15Upsample: upsample}
+    patched = [m for m in vae.decoder.modules() if type(m) in swaps]
+    for module in patched:
+        module.forward = types.MethodType(swaps[type(module)], module)
+    try:
+        for i in range(z.shape[2]):
+            yield vae.decoder(z[:, :, i : i + 1])
+            first[0] = False
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _cogvideox(vae, z):

@@ -54,10 +54,6 @@ def build_model(params: ModelParams, device: torch.device | str = "meta") -> Nat
         return NativeVideoModel(params)
 
 
-def count_parameters(params: ModelParams) -> int:
-    return sum(p.numel() for p in build_model(params, "meta").parameters())
-
-
 def randomize(model: NativeVideoModel, seed: int, std: float = 0.02) -> NativeVideoModel:
     """Fills every weight with seeded noise (norm gains stay 1): an untrained but fully active model."""
     g = torch.Generator().manual_seed(seed)

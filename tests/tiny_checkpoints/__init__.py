@@ -273,7 +273,7 @@ def pyramid_flow(folder: Path) -> Path:
 
     from safetensors.torch import load_file
 
-    source = Path(__file__).parent / "data" / "pyramid_flow" / "tiny"
+    source = Path(__file__).parents[1] / "data" / "pyramid_flow" / "tiny"
     shutil.copytree(source, folder)
     vae = folder / "causal_video_vae"
     torch.save(load_file(vae / "diffusion_pytorch_model.safetensors"), vae / "diffusion_pytorch_model.bin")
