@@ -111,6 +111,8 @@ def compile_on_cpu() -> dict:
 
 # ---- open models (diffusers) on small random checkpoints: big enough that compute dominates ---------------
 WAN_BENCH = dict(num_attention_heads=4, attention_head_dim=32, ffn_dim=512, num_layers=6)
+# HunyuanVideo 1.5: 2x32 wide, 4 blocks (its text side as is: ~2000 prompt, glyph and image tokens a pass)
+HV15_BENCH = dict(num_attention_heads=2, attention_head_dim=32, rope_axes_dim=(8, 12, 12), num_layers=4)
 # LTX-2 with its soundtrack: video and audio streams 4x32 and 4x16 wide, 6 layers
 LTX2_BENCH = dict(num_attention_heads=4, attention_head_dim=32, cross_attention_dim=128, audio_num_attention_heads=4,
                   audio_attention_head_dim=16, audio_cross_attention_dim=64, num_layers=6)
@@ -158,14 +160,17 @@ def _against_the_pipeline(folder: Path, job, fixed: dict, tmp: str, rounds: int 
     index = json.loads((folder / "model_index.json").read_text())
     pipe = getattr(diffusers, index["_class_name"]).from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
+    call = dict(guidance_scale=job.guidance)
+    if getattr(pipe, "guider", None) is not None:  # HunyuanVideo 1.5: guidance is its guider's (diffusers' docs)
+        pipe.guider, call = pipe.guider.new(guidance_scale=job.guidance), {}
     backend = DiffusersBackend.load(str(folder), device="cpu", dtype="float32", compile=False)
     preset = resolve_preset("default")
     direct, ours, to_file = [], [], []
     for i in range(rounds):
         start = time.perf_counter()
         pipe(prompt=job.prompt, negative_prompt=job.negative, height=job.height, width=job.width,
-             num_frames=job.generated_frames, num_inference_steps=job.steps, guidance_scale=job.guidance,
-             generator=torch.Generator("cpu").manual_seed(job.seed), output_type="np", **fixed)
+             num_frames=job.generated_frames, num_inference_steps=job.steps,
+             generator=torch.Generator("cpu").manual_seed(job.seed), output_type="np", **call, **fixed)
         direct.append(time.perf_counter() - start)
         start = time.perf_counter()
         list(backend.render(job))  # the same frames (and sound), uint8, decoded piece by piece
@@ -215,12 +220,26 @@ def open_models_with_sound() -> dict:
     _, ltx2 = _tiny_checkpoints()
     with tempfile.TemporaryDirectory() as tmp:
         folder = ltx2(Path(tmp) / "ltx2", transformer_overrides=LTX2_BENCH)
-        job = Job("a cat surfing", 49, 49, width=128, height=128, steps=10, guidance=3.0, seed=0)
+        job = Job("a cat surfing", 33, 33, width=128, height=128, steps=8, guidance=3.0, seed=0)
         return {"ltx2": _against_the_pipeline(folder, job, {"frame_rate": float(job.fps)}, tmp)}
+
+
+def open_models_hunyuanvideo15() -> dict:
+    """HunyuanVideo 1.5 (guidance on its guider, a causal VAE streamed frame by frame) against its pipeline."""
+    from sora_cli.job import Job
+
+    _tiny_checkpoints()
+    from tests.tiny_checkpoints.hunyuanvideo15 import hunyuanvideo15
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = hunyuanvideo15(Path(tmp) / "hunyuanvideo15", transformer_overrides=HV15_BENCH)
+        job = Job("a cat surfing", 17, 17, width=64, height=64, steps=4, guidance=6.0, seed=0)
+        return {"hunyuanvideo15": _against_the_pipeline(folder, job, {}, tmp, rounds=3)}
 
 
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
                         ("compile_on_cpu", compile_on_cpu), ("open_models", open_models),
-                        ("open_models_with_sound", open_models_with_sound)):
+                        ("open_models_with_sound", open_models_with_sound),
+                        ("open_models_hunyuanvideo15", open_models_hunyuanvideo15)):
         print(json.dumps({name: bench()}), flush=True)

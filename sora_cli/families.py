@@ -78,6 +78,7 @@ class Family:
     i2v_from_t2v: Callable[[dict], bool] = lambda index: False
     i2v_pipeline: Callable[[object], str] | None = None
     leading_frames: Callable[[object], int] | None = None  # i2v frames generated for the image, then dropped
+    min_side: Callable[[object], int] | None = None  # the smallest side its loaded VAE decodes (None: one multiple)
     # the pipeline's name for the frame count, and the arguments its call takes beyond the ones every family
     # gets (a dict, or a function of the job: e.g. Sana-Video's frames=, SkyReels-V2 diffusion forcing's window)
     frames_argument: str = "num_frames"
@@ -204,7 +205,10 @@ FAMILIES: dict[str, Family] = {
                    options={"sampler": ("auto", "euler", "unipc")}, decode="temporal-tiles", fps_argument="frame_rate",
                    i2v_from_t2v=lambda index: True,  # the image-to-video pipeline runs on the same weights
                    # the vocoder's rate (24 kHz), not the audio VAE's mel rate (16 kHz)
-                   audio=lambda pipe: pipe.vocoder.config.output_sampling_rate, audio_parts=("audio_vae", "vocoder")),
+                   audio=lambda pipe: pipe.vocoder.config.output_sampling_rate, audio_parts=("audio_vae", "vocoder"),
+                   # LTX-2.0's decoder pads reflecting, which needs latents of 2x2 at least (LTX-2.3's pads zeros)
+                   min_side=lambda pipe: 64 if pipe.vae.config.get("decoder_spatial_padding_mode") == "reflect"
+                   else 32),
         _diffusers("hunyuanvideo15", "HunyuanVideo 1.5", frames=FrameRule(4), size_multiple=16, fps=24,
                    pipelines={"t2v": ("HunyuanVideo15Pipeline",), "i2v": ("HunyuanVideo15ImageToVideoPipeline",)},
                    # it passes its own sigmas, which DPM-Solver++ does not take; FirstBlockCache and FasterCache

@@ -87,15 +87,15 @@ def check_request(preset: Preset) -> None:
         raise UsageError(f"image not found: {preset.image}")
     family = FAMILIES[model_family(preset.model)]
     check_options({n: getattr(preset, n) for n, s in SETTINGS.items() if not s.universal}, family, preset.model)
-    family.check_length(preset.model, "i2v" if preset.image else "t2v", preset.frames)
     spec = MODELS.get(preset.model)
-    if spec is None:
-        return
     task = "i2v" if preset.image else "t2v"
-    if task not in spec.tasks:
+    if spec is not None and task not in spec.tasks:
         others = ", ".join(m.id for m in MODELS.values() if task in m.tasks)
         what = "text-to-video (no --image)" if task == "t2v" else "image-to-video (--image)"
         raise UsageError(f"{spec.id} does not do {what}; models that do: {others}")
+    family.check_length(preset.model, task, preset.frames)
+    if spec is None:
+        return
     spec.frames.count_for(spec.id, preset.frames)
     if spec.fixed_steps and preset.steps != spec.fixed_steps:
         raise UsageError(f"{spec.id} runs the {spec.fixed_steps} steps it was trained for: --steps {spec.fixed_steps} "

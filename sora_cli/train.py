@@ -6,7 +6,8 @@ continue from `context` given latent steps (how long videos are made), one promp
 classifier-free guidance), and the noise levels lean to the noisy end, where shape and motion are decided.
 Clips are rendered on the fly; in stage 2 they are encoded into a buffer that is refreshed a few clips per
 step, since encoding every clip would cost more than training on it. Stage 3 fine-tunes the text tower and
-the DiT so that the direction of a motion follows the words (see Trainer.train_direction).
+the DiT so that the direction of a motion follows the words (see Trainer.train_direction). An optional stage
+"text" between 1 and 2 pre-trains the text tower contrastively against a small clip encoder (Trainer.train_text).
 
 Everything is a function of (seed, stage, step), so a run stopped and resumed ends with the same weights as
 one that never stopped. The run folder holds model.safetensors (a sora checkpoint: `--model DIR` renders it;
@@ -29,6 +30,7 @@ import torch
 from .data.clips import render_clips
 from .errors import UsageError
 from .evaluate import eval_scenes, run_eval, summarise
+from .models.clip import NEGATIVES, Captions, ClipMatcher, contrastive_loss
 from .models.native import NativeVideoModel, build_model
 from .models.params import ModelParams
 from .models.text import tokenize
@@ -62,6 +64,10 @@ class Recipe:
     context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
     sigma_shift: float = 2.0
     ema: float = 0.999
+    text_steps: int = 0  # stage "text" between 1 and 2, off in the shipped recipe (see Trainer.train_text)
+    text_batch: int = 64
+    text_lr: float = 5e-4
+    text_lr_scale: float = 1.0  # stage 2: the text tower's learning rate over the DiT's (0: frozen)
     direction_steps: int = 0  # stage 3, off in the shipped recipe (see Trainer.train_direction)
     direction_lr: float = 1e-4
     direction_first_context: float = 0.43  # of the windows without context: 0.3 of all get their first step only
@@ -187,6 +193,7 @@ class Trainer:
         self.stage, self.step = "vae", 0
         self.extra: dict[str, torch.Tensor] = {}
         self.ema: dict[str, torch.Tensor] | None = None
+        self.matcher: ClipMatcher | None = None  # the text stage's clip encoder; its weights live in self.extra
         self.optimizer = None
         self._saved_meta, self._saved = None, None
 
@@ -197,8 +204,10 @@ class Trainer:
         self._set_params(params)
         self.stage, self.step = meta["stage"], int(meta["step"])
         state = _prefixed(tensors, "model.")
-        if self.stage == "vae" or (self.stage == "dit" and self.step == 0):
-            # until stage 2 takes a step only the VAE is trained: stage 2 starts text and DiT from its own seed
+        fresh = self.step == 0 and (self.stage == "text" or (self.stage == "dit" and not self.recipe.text_steps))
+        if self.stage == "vae" or fresh:
+            # until stage 2 (or the text stage) takes a step only the VAE is trained: text tower and DiT start
+            # from their own seed
             self.model.vae.load_state_dict(_prefixed(state, "vae."), strict=True)
         else:
             self.model.load_state_dict(state, strict=True)
@@ -220,7 +229,7 @@ class Trainer:
     def _optimise(self, loss: torch.Tensor, parameters, lr: float) -> None:
         """One optimizer step at learning rate lr, gradients clipped to norm 1."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -264,7 +273,7 @@ class Trainer:
             self._tick("vae", r.vae_steps, meter)
         vae.eval().requires_grad_(False)
         self._normalise_latents()
-        self.stage, self.step, self.optimizer = "dit", 0, None
+        self.stage, self.step, self.optimizer = "text" if r.text_steps else "dit", 0, None
         self.checkpoint()
 
     @torch.no_grad()
@@ -277,6 +286,53 @@ class Trainer:
         params = self.model.params
         self._set_params(replace(params, vae=replace(params.vae, latent_shift=shift, latent_scale=scale)))
         self.report(f"latents: shift {shift:.4f}, scale {scale:.4f}")
+
+    # ---- stage "text" (optional): the text tower pre-trained against a clip encoder --------------------------
+    def train_text(self) -> None:
+        """A tiny CLIP: the text tower learns to tell the words apart before the DiT needs them.
+
+        After stage 2 alone the tower maps `left` and `right` to almost the same vector, so the DiT gets little
+        to go on for a motion's sign. Here a small clip encoder over the buffered latents and the tower's pooled
+        states (the mean up to end-of-text, as the DiT's adaLN gets it; its gradient reaches every word's state,
+        which the cross-attention reads) meet in one space: symmetric InfoNCE over the batch, each clip also
+        against five captions that differ from its own in one word (direction reversed, colour, shape, motion,
+        background). Stage 2 then starts from this tower (text_lr_scale: how fast it goes on learning)."""
+        r, model = self.recipe, self.model
+        if self.step == 0:
+            self._init_stage_two()  # the DiT stage 2 starts from is the one it would have had without this stage
+        if "latents" not in self.extra:
+            self._fill_buffer()
+        self._build_matcher()
+        model.text.train().requires_grad_(True)
+        trainable = [*model.text.parameters(), *self.matcher.parameters()]
+        self._make_optimizer(trainable, r.text_lr, 0.01)
+        captions = Captions(model.params.text.context_length)
+        meter = _Meter()
+        while self.step < r.text_steps:
+            rng, _ = _generator(r, 4, self.step)
+            self._refresh_buffer(rng)
+            pick = torch.from_numpy(rng.integers(0, r.buffer, r.text_batch))
+            tokens = self.extra["tokens"][pick]
+            loss, beaten = contrastive_loss(model.text, self.matcher, self.extra["latents"][pick], tokens,
+                                            captions.hard_negatives(tokens, rng))
+            self._optimise(loss, trainable, _lr(self.step, r.text_steps, r.text_lr, r.warmup))
+            self.step += 1
+            # how often the clip's own caption beats the one with its direction reversed (or motion, shape...)
+            meter.add(loss=loss.item(), **dict(zip(NEGATIVES, beaten.float().mean(0).tolist())))
+            self._tick("text", r.text_steps, meter)
+        model.text.eval().requires_grad_(False)
+        self.stage, self.step, self.optimizer = "dit", 0, None
+        self.checkpoint()
+
+    def _build_matcher(self) -> None:
+        """The clip encoder from (seed, text stage), or as saved; self.extra holds its live weights."""
+        torch.manual_seed(self.recipe.seed * 1000 + 4)
+        p = self.model.params
+        self.matcher = ClipMatcher(p.vae.latent_channels, p.text.width)
+        saved = _prefixed(self.extra, "matcher.")
+        if saved:
+            self.matcher.load_state_dict(saved, strict=True)
+        self.extra.update({f"matcher.{k}": v for k, v in self.matcher.state_dict().items()})
 
     # ---- stage 2: text tower + DiT ---------------------------------------------------------------------------
     def _encode_clips(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -344,14 +400,23 @@ class Trainer:
 
     def train_dit(self) -> None:
         r, model = self.recipe, self.model
-        if self.step == 0 and self.ema is None:
+        if self.step == 0 and self.ema is None and not r.text_steps:  # else the text stage made them
             self._init_stage_two()
         if "latents" not in self.extra:
             self._fill_buffer()
         trainable = self._train_text_and_dit()
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
-        self._make_optimizer(trainable, r.dit_lr, 0.01)
+        if r.text_lr_scale == 1:
+            self._make_optimizer(trainable, r.dit_lr, 0.01)
+        else:  # the text tower learns slower (or, at 0, not at all)
+            if r.text_lr_scale == 0:
+                model.text.eval().requires_grad_(False)
+            groups = [{"params": list(model.dit.parameters())}]
+            if r.text_lr_scale:
+                groups.append({"params": list(model.text.parameters()), "lr_scale": r.text_lr_scale})
+            trainable = [p for g in groups for p in g["params"]]
+            self._make_optimizer(groups, r.dit_lr, 0.01)
         meter = _Meter()
         while self.step < r.dit_steps:
             rng, gen = _generator(r, 2, self.step)
@@ -491,6 +556,8 @@ class Trainer:
             self.train_vae()
         if stop_after == "vae":
             return None
+        if self.stage == "text":
+            self.train_text()
         if self.stage == "dit":
             self.train_dit()
         if self.stage == "direction":
@@ -540,9 +607,11 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                              "or choose another --out")
         trainer.resume()
         saved = Recipe(**json.loads(trainer._saved_meta["recipe"]))
-        steps = ("vae_steps", "dit_steps", "direction_steps")  # a run can be lengthened, nothing else changed
+        steps = ("vae_steps", "text_steps", "dit_steps", "direction_steps")  # a run can be lengthened
         if replace(saved, **{k: getattr(recipe, k) for k in steps}) != recipe:
             raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
+        if recipe.text_steps != saved.text_steps and trainer.stage not in ("vae", "text"):
+            raise UsageError(f"{out} is past the text stage; --text-steps can only change before stage 2")
         if trainer.stage == "done" and recipe.direction_steps > saved.direction_steps:
             trainer.stage, trainer.step = "direction", saved.direction_steps  # stage 3 added to a finished run
         report(f"resuming {out} at {trainer.stage} step {trainer.step}")

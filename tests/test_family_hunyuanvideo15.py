@@ -69,14 +69,34 @@ def assert_matches(path, recipe, frames):
     assert np.abs(video - frames).mean() <= 1.0
 
 
-def test_text_to_video_equals_the_pipeline_with_exact_frames_and_a_snapped_size(cli, folders, tmp_path):
+def count_passes(monkeypatch, *classes) -> dict:
+    """Counts the forward passes of every instance of these model classes."""
+    counts = dict.fromkeys((cls.__name__ for cls in classes), 0)
+    for cls in classes:
+        def forward(self, *args, _real=cls.forward, _name=cls.__name__, **kwargs):
+            counts[_name] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "forward", forward)
+    return counts
+
+
+def test_text_to_video_equals_the_pipeline_with_exact_frames_and_a_snapped_size(cli, folders, tmp_path,
+                                                                                  monkeypatch):
+    from diffusers import HunyuanVideo15Transformer3DModel
+    from transformers import Qwen2_5_VLTextModel
+
+    passes = count_passes(monkeypatch, HunyuanVideo15Transformer3DModel, Qwen2_5_VLTextModel)
     out = tmp_path / "x.mkv"
     recipe, stderr = generate(cli, folders["t2v"], out, "--width", 40, "--height", 24, "--frames", 7,
                               "--guidance", 4.0, "--negative", "blurry")
     assert "needs sizes in multiples of 16: rendering 48x32 instead of 40x24" in stderr
     assert (recipe["width"], recipe["height"], recipe["frames"], recipe["generated_frames"]) == (48, 32, 7, 9)
     assert recipe["scheduler"] == "FlowMatchEulerDiscreteScheduler" and recipe["scheduler_shift"] == 5.0
+    ours = dict(passes)
+    passes.update(dict.fromkeys(passes, 0))
     assert_matches(out, recipe, reference(folders["t2v"], recipe))
+    assert ours == passes == {"HunyuanVideo15Transformer3DModel": 4, "Qwen2_5_VLTextModel": 2}  # 2 steps x 2 passes
 
 
 def test_image_to_video_is_sized_from_the_image_with_a_notice_and_equals_the_pipeline(cli, folders, wide_image,
@@ -118,10 +138,10 @@ def test_guidance_goes_to_the_guider_for_the_call_and_the_checkpoints_comes_back
                                                 ("unipc", "UniPCMultistepScheduler")])
 def test_each_declared_sampler_runs_and_is_recorded(cli, folders, tmp_path, sampler, scheduler):
     out = tmp_path / "x.mkv"
-    recipe, _ = generate(cli, folders["t2v"], out, "--width", 32, "--height", 32, "--frames", 5, "--sampler",
+    recipe, _ = generate(cli, folders["t2v"], out, "--width", 32, "--height", 32, "--frames", 1, "--sampler",
                          sampler, "--shift", 3.0)
     assert recipe["scheduler"] == scheduler and recipe["scheduler_shift"] == 3.0
-    assert read_frames(out).shape == (5, 32, 32, 3)
+    assert read_frames(out).shape == (1, 32, 32, 3)
 
 
 def test_a_sampler_it_cannot_take_is_one_line_exit_2_and_no_file(cli, folders, tmp_path):
@@ -132,17 +152,28 @@ def test_a_sampler_it_cannot_take_is_one_line_exit_2_and_no_file(cli, folders, t
     assert len(stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("cache", FAMILY.caches)
-def test_each_declared_step_cache_skips_transformer_work(folders, cache):
-    from sora_cli.backends.open_models import DiffusersBackend
+def cache_job():
     from sora_cli.job import Job
 
-    job = Job(prompt=PROMPT, negative="", seed=0, steps=6, guidance=4.0, sampler="auto", shift=None, width=32,
-              height=32, frames=5, generated_frames=5)
+    return Job(prompt=PROMPT, negative="", seed=0, steps=6, guidance=4.0, sampler="auto", shift=None, width=32,
+               height=32, frames=1, generated_frames=1)
+
+
+@pytest.fixture(scope="module")
+def uncached_passes(folders):
+    from sora_cli.backends.open_models import DiffusersBackend
+
     plain = DiffusersBackend.load(str(folders["t2v"]), device="cpu", dtype="float32", compile=False)
+    return count_attention_calls(plain, cache_job())
+
+
+@pytest.mark.parametrize("cache", FAMILY.caches)
+def test_each_declared_step_cache_skips_transformer_work(folders, uncached_passes, cache):
+    from sora_cli.backends.open_models import DiffusersBackend
+
     cached = DiffusersBackend.load(str(folders["t2v"]), device="cpu", dtype="float32", compile=False, cache=cache,
                                    cache_threshold=2 if cache == "taylorseer" else None)
-    assert count_attention_calls(cached, job) < count_attention_calls(plain, job)
+    assert count_attention_calls(cached, cache_job()) < uncached_passes
 
 
 def test_the_streamed_decode_equals_the_vaes_whole_decode(folders):

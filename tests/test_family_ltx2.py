@@ -96,6 +96,37 @@ def test_image_to_video_mkv_equals_the_pipelines_frames_and_waveform(cli, folder
     assert_same_video_and_sound(out, recipe, frames, audio)
 
 
+def model_work(pipe) -> dict[str, int]:
+    """Counts the passes through each model of an LTX-2 pipeline from now on."""
+    calls = {}
+    for name in ("transformer", "connectors", "text_encoder", "vocoder"):
+        getattr(pipe, name).register_forward_hook(lambda *_, name=name: calls.update({name: calls.get(name, 0) + 1}))
+    for name in ("vae", "audio_vae"):
+        getattr(pipe, name).decoder.register_forward_hook(
+            lambda *_, name=name: calls.update({name: calls.get(name, 0) + 1}))
+    return calls
+
+
+def test_sora_adds_no_model_work_to_the_pipelines(folder):
+    """The benchmark's overhead, counted instead of timed: the same passes through every model (the video VAE's
+    decode moved out of the pipeline, not repeated)."""
+    import diffusers
+
+    from sora_cli.backends.open_models import DiffusersBackend
+    from sora_cli.job import Job
+
+    backend = DiffusersBackend.load(str(folder), device="cpu", dtype="float32", compile=False)
+    job = Job(PROMPT, 9, 9, width=32, height=32, steps=3, guidance=3.0, seed=0)
+    ours = model_work(backend.pipe)
+    list(backend.render(job))
+    pipe = diffusers.LTX2Pipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = model_work(pipe)
+    pipe(prompt=PROMPT, negative_prompt="", height=32, width=32, num_frames=9, frame_rate=24.0, num_inference_steps=3,
+         guidance_scale=3.0, generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+    assert ours == theirs and theirs["transformer"] == 9 and theirs["vae"] == theirs["vocoder"] == 1
+
+
 def stream_seconds(path) -> dict[str, float]:
     import av
 
@@ -173,6 +204,7 @@ def test_each_sampler_runs_and_the_recipe_names_its_scheduler(cli, folder, tmp_p
 @pytest.mark.parametrize("flag, value, says", [
     ("--sampler", "dpmpp_2m", "--sampler dpmpp_2m does not work with ltx2 models; valid for them: auto, euler, unipc"),
     ("--cache", "first-block", "--cache first-block does not work with ltx2 models; valid for them: none"),
+    ("--shift", "3", "--shift does not apply to ltx2 models"),
     ("--steps", "1", "takes at least 2 steps: its schedule is stretched to end at sigma 0.1"),
 ])
 def test_what_ltx2_cannot_do_is_one_line_exit_2_and_no_file(cli, folder, tmp_path, flag, value, says):
@@ -180,6 +212,19 @@ def test_what_ltx2_cannot_do_is_one_line_exit_2_and_no_file(cli, folder, tmp_pat
                           flag, value, "-o", tmp_path / "x.mp4")
     assert code == 2 and says in stderr and len(stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vae_that_pads_by_reflection_gets_at_least_64_pixels_a_side(cli, folder, tmp_path):
+    """LTX-2.0's decoder pads reflecting (the tiny one pads zeros, as LTX-2.3's): a 1x1 latent (32 px) cannot be
+    padded, so sizes snap to 64 with a notice instead of failing inside the VAE."""
+    reflecting = tmp_path / "LTX-2"
+    shutil.copytree(folder, reflecting)
+    config = json.loads((reflecting / "vae" / "config.json").read_text())
+    (reflecting / "vae" / "config.json").write_text(json.dumps({**config, "decoder_spatial_padding_mode": "reflect"}))
+    out = tmp_path / "x.mkv"
+    _, stderr = generate(cli, reflecting, out, "--frames", 9)
+    assert "needs sizes in multiples of 32, at least 64: rendering 64x64 instead of 32x32" in stderr
+    assert read_frames(out).shape == (9, 64, 64, 3)
 
 
 def test_streamed_decode_equals_the_vaes_own_decode_of_a_long_clip(folder):
@@ -225,6 +270,7 @@ def test_the_distilled_model_runs_its_eight_trained_sigmas_without_guidance(cli,
     assert code == 0, stderr
     recipe = json.loads(out.with_suffix(".json").read_text())
     assert (recipe["preset"], recipe["steps"], recipe["guidance"]) == ("ltx-2-distilled", 8, 1.0)
+    assert recipe["pipeline_arguments"]["sigmas"] == DISTILLED_SIGMA_VALUES
     assert len(passes) == 8
     monkeypatch.setattr(LTX2VideoTransformer3DModel, "forward", forward)
     frames, audio = reference(folder, recipe, sigmas=DISTILLED_SIGMA_VALUES, audio_guidance_scale=1.0,

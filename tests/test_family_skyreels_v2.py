@@ -103,6 +103,31 @@ def test_diffusion_forcing_past_its_window_matches_the_pipeline(cli, folders, fi
     assert difference(out, expected) <= 1.0
 
 
+def test_the_registry_model_renders_past_its_97_frame_window(cli, folders, tmp_path, monkeypatch):
+    """`--model skyreels-v2-df-1.3b-540p --frames 101` (a pulled copy in the hub cache): the real window and
+    overlap, two windows (257 frames would be three: decoding them is slow on a CPU), every frame delivered."""
+    import shutil
+
+    from sora_cli.registry import get_spec
+
+    repo = get_spec("skyreels-v2-df-1.3b-540p").repo
+    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(folders["df"], cache / "snapshots" / "0123abc")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("generate", "a cat", "--model", "skyreels-v2-df-1.3b-540p", "--frames", 101, "--width", 16,
+                          "--height", 16, "--steps", 1, "-o", out)
+    assert code == 0, stderr
+    assert "denoising: 2/2" in stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["pipeline_arguments"] == {"base_num_frames": 97, "overlap_history": 17, "addnoise_condition": 20.0}
+    assert recipe["preset"] == "skyreels-v2-df-1.3b-540p" and recipe["scheduler_shift"] == 8.0
+    assert read_frames(out).shape == (101, 16, 16, 3)
+
+
 def test_diffusion_forcing_windows_follow_the_published_recipe():
     job = dataclasses.make_dataclass("J", ["width", "height", "generated_frames", "steps"])
     windows = DiffusionForcingWindows()

@@ -127,12 +127,14 @@ def test_a_shift_on_an_open_model_is_its_schedulers_and_recorded(cli, wan, tmp_p
 
 def test_every_family_record_is_whole():
     """What a new family must say: a backend, a frame rule, and (diffusers) its pipelines and decode pieces."""
+    from sora_cli.backends.stream_decode import PIECES
+
     for family in FAMILIES.values():
         assert family.backend.count(":") == 1 and family.fps > 0 and family.size_multiple > 0
         assert set(family.options) <= {n for n, s in SETTINGS.items() if not s.universal}, family.name
         if family.backend.endswith("DiffusersBackend"):
             assert "t2v" in family.pipelines or "i2v" in family.pipelines
-            assert family.decode in ("causal", "frame-batches", "temporal-tiles", "whole")
+            assert family.decode in PIECES, family.name
 
 
 def test_the_job_and_request_checks_import_no_torch():

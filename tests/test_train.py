@@ -95,3 +95,45 @@ def test_bad_training_options_are_one_line_and_exit_2(cli, tmp_path, args, messa
     code, _, stderr = cli("train", "--out", tmp_path / "run", *args)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_text_stage_pretrains_the_tower_resumes_exactly_and_leaves_it_frozen_in_stage_two(tmp_path, monkeypatch):
+    from sora_cli.text_probe import text_probe
+    from sora_cli.weights import load_native
+
+    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 2, "text_steps": 4, "text_batch": 4, "dit_steps": 2,
+                       "direction_steps": 0, "text_lr_scale": 0.0, "checkpoint_every": 2})
+    real_save, pretrained = training.Run.save, {}
+
+    def save_and_keep(self, model, stage, step, *args):
+        real_save(self, model, stage, step, *args)
+        if stage == "dit" and step == 0:  # the end of the text stage
+            pretrained.update({k: v.clone() for k, v in model.text.state_dict().items()})
+
+    monkeypatch.setattr(training.Run, "save", save_and_keep)
+    train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
+    assert len(losses(tmp_path / "straight", "text", "loss")) == 2 and losses(tmp_path / "straight", "text", "reversed")
+
+    def save_then_stop(self, model, stage, step, *args):
+        real_save(self, model, stage, step, *args)
+        if stage == "text" and step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Run, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "stopped", recipe, resume=False, params=TINY, report=lambda _: None)
+    monkeypatch.setattr(training.Run, "save", real_save)
+    train(tmp_path / "stopped", recipe, resume=True, params=TINY, report=lambda _: None)
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "stopped" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # stage 2 kept the tower the text stage made, frozen (its EMA is that tower), and trained the DiT
+    model, _ = load_native(tmp_path / "straight" / "model.safetensors", "cpu", torch.float32)
+    assert all(torch.equal(model.text.state_dict()[k], v) for k, v in pretrained.items())
+    model, _ = load_native(tmp_path / "straight" / "model.safetensors", "cpu", torch.float32)
+    probe = text_probe(model, n=4, seed=0, fit_steps=2)
+    cosines = [v for pair in probe["cosine"].values() for v in pair.values()]
+    accuracies = [v for group in probe["retrieval"].values() for v in group.values()]
+    assert set(probe["cosine"]) >= {"left/right", "up/down"} and all(-1 <= v <= 1 for v in cosines)
+    assert set(probe["retrieval"]) == {"seen", "held_out"} and all(0 <= v <= 1 for v in accuracies)

@@ -46,6 +46,7 @@ class DiffusersBackend:
         self.weights_gb, self.runtime, self.notes, self._i2v = weights_gb, runtime, notes, None
         self.own_scheduler = pipe.scheduler
         self.leading_frames = family.leading_frames(pipe) if "i2v" in tasks and family.leading_frames else 0
+        self.min_side = max(multiple, family.min_side(pipe)) if family.min_side else multiple
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
@@ -109,12 +110,13 @@ class DiffusersBackend:
                 return width, height, None
             return *fitted, (f"{self.model_id} sizes image-to-video from the image: rendering {fitted[0]}x"
                              f"{fitted[1]} (its aspect ratio at the model's trained size) instead of {width}x{height}")
-        m = self.multiple
-        fitted = tuple(max(m, (v + m // 2) // m * m) for v in (width, height))  # halves round up
+        m, least = self.multiple, self.min_side
+        fitted = tuple(max(least, (v + m // 2) // m * m) for v in (width, height))  # halves round up
         if fitted == (width, height):
             return width, height, None
-        return *fitted, (f"{self.model_id} needs sizes in multiples of {m}: rendering {fitted[0]}x{fitted[1]} "
-                         f"instead of {width}x{height}")
+        at_least = f", at least {least}" if least > m else ""
+        return *fitted, (f"{self.model_id} needs sizes in multiples of {m}{at_least}: rendering {fitted[0]}x"
+                         f"{fitted[1]} instead of {width}x{height}")
 
     def prompt_notes(self, prompt: str) -> list[str]:
         return []
@@ -146,8 +148,6 @@ class DiffusersBackend:
             kwargs["negative_prompt"] = job.negative
         if self.family.fps_argument:
             kwargs[self.family.fps_argument] = job.fps
-        if self.model_id in MODELS:  # what its published recipe fixes (a distilled checkpoint's trained sigmas)
-            kwargs.update(MODELS[self.model_id].call_arguments)
         if job.image:
             kwargs["image"] = load_image(job.image)
         kwargs.update(self.call_arguments(job))

@@ -13,9 +13,13 @@ from collections.abc import Iterator
 import torch
 
 
+PIECES = ("causal", "causal-attention", "frame-batches", "temporal-tiles", "whole")  # a family record's `decode`
+
+
 def stream_decode(vae, latents: torch.Tensor, timestep=None, pieces: str = "whole") -> Iterator[torch.Tensor]:
-    """`pieces` is the family record's `decode`: causal, causal-attention, frame-batches, temporal-tiles or
-    whole."""
+    """`pieces` is the family record's `decode`, one of PIECES."""
+    if pieces not in PIECES:
+        raise ValueError(f"unknown decode pieces '{pieces}'; valid: {', '.join(PIECES)}")
     spatially_tiled = getattr(vae, "use_tiling", False)
     if pieces == "causal" and not spatially_tiled:
         yield from _wan(vae, latents)

@@ -81,7 +81,7 @@ def _qwen_tokenizer():
     return tokenizer
 
 
-def _components(*, i2v: bool):
+def _components(*, i2v: bool, transformer_overrides: dict | None = None):
     from diffusers import AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Transformer3DModel
     from diffusers.guiders import ClassifierFreeGuidance
     from transformers import ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel, T5Config, T5EncoderModel
@@ -99,10 +99,12 @@ def _components(*, i2v: bool):
                                              num_heads=4, relative_attention_num_buckets=8,
                                              feed_forward_proj="gated-gelu", is_gated_act=True))
     # latent 4 channels; in = latents + image-condition latents + mask (2 * 4 + 1), as the hub's 65 = 2 * 32 + 1
-    transformer = HunyuanVideo15Transformer3DModel(
-        in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2,
-        num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32,
-        image_embed_dim=12, rope_axes_dim=(2, 2, 4), target_size=32, task_type="i2v" if i2v else "t2v")
+    transformer = HunyuanVideo15Transformer3DModel(**{
+        **dict(in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+               num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16,
+               text_embed_2_dim=32, image_embed_dim=12, rope_axes_dim=(2, 2, 4), target_size=32,
+               task_type="i2v" if i2v else "t2v"),
+        **(transformer_overrides or {})})
     # the hub's ratios and depth: 16x spatial, 4x temporal over five levels
     vae = AutoencoderKLHunyuanVideo15(in_channels=3, out_channels=3, latent_channels=4,
                                       block_out_channels=(8, 8, 8, 8, 8), layers_per_block=1,
@@ -113,12 +115,13 @@ def _components(*, i2v: bool):
                 scheduler=scheduler, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, guider=guider)
 
 
-def hunyuanvideo15(folder: Path) -> Path:
-    """HunyuanVideo 1.5 text-to-video (HunyuanVideo15Pipeline)."""
+def hunyuanvideo15(folder: Path, *, transformer_overrides: dict | None = None) -> Path:
+    """HunyuanVideo 1.5 text-to-video (HunyuanVideo15Pipeline); the benchmark passes a wider, deeper transformer."""
     from diffusers import HunyuanVideo15Pipeline
 
     torch.manual_seed(0)
-    return _save(HunyuanVideo15Pipeline(**_components(i2v=False)), folder)
+    return _save(HunyuanVideo15Pipeline(**_components(i2v=False, transformer_overrides=transformer_overrides)),
+                 folder)
 
 
 def hunyuanvideo15_i2v(folder: Path) -> Path:
