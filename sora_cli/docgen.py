@@ -51,7 +51,7 @@ def settings_reference() -> str:
     lines = ["| setting | flag | type | default | valid | preset | row | recipe | models | help |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in SETTINGS.items():
-        valid = ", ".join(s.choices) if s.choices else (f"{s.low:g} to {s.high:g}" if s.low is not None else "")
+        valid = ", ".join(s.choices) if s.choices else (f"{s.low} to {s.high}" if s.low is not None else "")
         models = "all" if s.universal else ", ".join(f.name for f in FAMILIES.values() if name in f.options)
         marks = ["yes" if where in s.where else "" for where in ("preset", "row", "recipe")]
         flag = s.flag if "flag" in s.where else ""

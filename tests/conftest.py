@@ -38,6 +38,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def first_frame(tmp_path_factory) -> Path:
+    """A 48x40 image of seeded noise: the first frame of the image-to-video tests."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("image") / "first.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
+    return path
+
+
 @pytest.fixture()
 def cli(capsys):
     """Runs `sora ARGS` in-process through the real entry point; returns (exit code, stdout, stderr)."""

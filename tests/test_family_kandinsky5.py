@@ -25,14 +25,6 @@ def folders(tmp_path_factory):
     return {"t2v": kandinsky5(root / "Lite-sft-5s"), "i2v": kandinsky5_i2v(root / "I2V-5s")}
 
 
-@pytest.fixture(scope="module")
-def first_frame(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "first.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 def generate(cli, folder, out, *extra):
     code, _, stderr = cli("generate", PROMPT, "--model", folder, "--steps", 2, "--seed", 7, "-o", out, *extra)

@@ -26,14 +26,6 @@ def folder(tmp_path_factory):
     return ltx2(tmp_path_factory.mktemp("ltx2") / "LTX-2")
 
 
-@pytest.fixture(scope="module")
-def first_frame(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "first.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 def generate(cli, folder, out, *extra):
     code, _, stderr = cli("generate", PROMPT, "--model", folder, "--width", 32, "--height", 32, "--steps", 2,

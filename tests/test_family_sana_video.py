@@ -23,14 +23,6 @@ def folder(tmp_path_factory):
     return sana_video.sana_video(tmp_path_factory.mktemp("sana-video") / "sana")
 
 
-@pytest.fixture(scope="module")
-def first_frame(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "first.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 def reference(folder, recipe: dict) -> np.ndarray:
     """SanaVideoPipeline (SanaImageToVideoPipeline with an image) as diffusers' docs call it, at the size asked

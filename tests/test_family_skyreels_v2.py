@@ -28,14 +28,6 @@ def folders(tmp_path_factory):
                                                          ("df", skyreels_v2.skyreels_v2_df))}
 
 
-@pytest.fixture(scope="module")
-def first_frame(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "first.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 def reference(folder, recipe: dict, pipeline: str | None = None, **extra) -> np.ndarray:
     """The diffusers pipeline as diffusers' SkyReels-V2 docs call it (UniPC's flow_shift set on the scheduler),

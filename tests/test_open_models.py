@@ -33,15 +33,6 @@ def checkpoints(tmp_path_factory):
     return {name: build(root / name) for name, build in builders.items()}
 
 
-@pytest.fixture(scope="session")
-def first_frame(tmp_path_factory):
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("image") / "first.png"
-    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
 
 def reference_frames(folder, family: str, recipe: dict, pipeline: str | None = None) -> np.ndarray:
     """The diffusers pipeline called directly, as its documentation shows, with the recipe sora recorded."""

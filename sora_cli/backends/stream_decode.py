@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import torch
 
-
 PIECES = ("causal", "causal-attention", "frame-batches", "temporal-tiles", "whole")  # a family record's `decode`
 
 
