@@ -200,7 +200,23 @@ def test_image_to_video_starts_from_the_image(cli, checkpoint, tmp_path):
                           "--frames", "9", "--width", "64", "--height", "64", "--video-steps", "1", "--seed", "2")
     assert code == 0, stderr
     assert read_frames(out).shape == (9, 64, 64, 3)
-    assert json.loads(out.with_suffix(".json").read_text())["image"] == str(image)
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["image"] == str(image)
+    assert recipe["video_guidance"] == 4.0  # the reference's image-to-video default
+
+
+def test_the_first_image_covers_the_frame_then_is_centre_cropped(checkpoint):
+    """As the reference's app: resized to cover width x height (aspect kept), then the centre cut out."""
+    from PIL import Image
+
+    from sora_cli.backends.pyramid_flow import cover_and_crop
+
+    wide = Image.new("RGB", (200, 50), (0, 0, 0))
+    wide.paste((255, 0, 0), (90, 0, 110, 50))  # a red band in the middle tenth
+    fitted = cover_and_crop(wide, 64, 64)
+    assert fitted.size == (64, 64)
+    pixels = np.asarray(fitted)
+    assert pixels[:, 28:36, 0].min() > 200 and pixels[:, :4, 0].max() < 30  # the band stays centred and wide
 
 
 def test_batch_renders_with_the_models_own_preset(cli, checkpoint, tmp_path):
@@ -308,3 +324,24 @@ def test_models_list_shows_both_variants(cli):
         "8k+1 up to 121"
     assert rows["pyramid-flow-768p"]["native_size"] == "1280x768" and rows["pyramid-flow-768p"]["steps"] == 20
     assert math.isclose(rows["pyramid-flow-768p"]["guidance"], 7.0)
+
+
+def test_guidance_off_is_the_prompt_alone_as_in_the_reference(backend, settings):
+    """At guidance <= 1 the reference runs the positive prompt alone (no negative pass): so does sora."""
+    velocity = guided_velocity(backend, settings)
+    x = torch.randn(1, backend.vae.latent_channels, 1, settings["height"] // 8, settings["width"] // 8,
+                    generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(500.0, dtype=torch.float64)
+    with torch.no_grad():
+        off, half, one, two = (velocity([x], t, g) for g in (0.0, 0.5, 1.0, 2.0))
+    torch.testing.assert_close(off, one)
+    torch.testing.assert_close(half, one)
+    assert (two - one).abs().max() > 1e-3  # above 1 the negative prompt steers
+
+
+def test_presets_decode_tiled_as_the_reference_does():
+    from sora_cli.presets import resolve_preset
+
+    for name in ("pyramid-flow-384p", "pyramid-flow-768p"):
+        preset = resolve_preset(name)
+        assert preset.vae_tiling is True and preset.video_guidance is None  # 5 from text, 4 from an image

@@ -178,14 +178,8 @@ class PyramidFlowBackend:
 
     def _image_latent(self, job: Job, generator) -> torch.Tensor:
         import numpy as np
-        from PIL import Image
 
-        image = load_image(job.image)  # as the reference's app: resized to cover the frame, then centre-cropped
-        scale = max(job.width / image.width, job.height / image.height)
-        image = image.resize((max(job.width, round(image.width * scale)), max(job.height, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-        left, top = (image.width - job.width) // 2, (image.height - job.height) // 2
-        image = image.crop((left, top, left + job.width, top + job.height))
+        image = cover_and_crop(load_image(job.image), job.width, job.height)
 
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None, :, None]
         z = self.vae.encode(pixels.to(self.device, torch_dtype(self.dtype)), generator)
@@ -228,3 +222,15 @@ def _resolve(model_ref: str) -> tuple[Path, str | None, FrameRule]:
     folder = checkpoint.require_folder(Path(model_ref).expanduser())
     held = checkpoint.variants(folder)
     return folder, None, variant_rule("pyramid-flow", held[0] if len(held) == 1 else None)
+
+
+def cover_and_crop(image, width: int, height: int):
+    """The first image as the reference's app fits it: resized (Lanczos) to cover width x height with its aspect
+    kept, then the centre cut out."""
+    from PIL import Image
+
+    scale = max(width / image.width, height / image.height)
+    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS)
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
