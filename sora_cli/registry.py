@@ -19,11 +19,13 @@ class ModelSpec:
     family: str  # the backend that runs it
     description: str
     native_size: tuple[int, int]  # (width, height) it was trained at
-    fps: int
     tasks: tuple[str, ...]  # t2v (text-to-video), i2v (image-to-video)
-    frames: FrameRule
-    size_multiple: int  # width and height must be multiples of this
     parameters: str  # as published, e.g. "1.3B"
+    # where it differs from its family's record (None: the family's): frame rate, frame rule (a cap, most often),
+    # the multiple width and height must be of
+    fps: int | None = None
+    frames: FrameRule | None = None
+    size_multiple: int | None = None
     vram_gb: float | None = None  # published (or measured) peak for the native size with the preset's settings
     repo: str | None = None  # diffusers-format hub repo; None for packaged weights
     revision: str | None = None  # pinned hub revision (None: main)
@@ -39,6 +41,11 @@ class ModelSpec:
     # pipeline arguments its published recipe fixes beyond sora's settings (a distilled checkpoint's trained
     # `sigmas`, whose length is then the only step count it takes)
     call_arguments: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        for name in ("fps", "frames", "size_multiple"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(FAMILIES[self.family], name))
 
     @property
     def frame_rule(self) -> str:
@@ -91,82 +98,82 @@ MODELS: dict[str, ModelSpec] = {
         _native(),
         ModelSpec(
             id="ltx-video", family="ltx-video", description="Lightricks LTX-Video 0.9: fast, 24 fps",
-            native_size=(704, 480), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8, 257), size_multiple=32,
+            native_size=(704, 480), tasks=("t2v", "i2v"), frames=FrameRule(8, 257),
             parameters="2B", vram_gb=12, repo="Lightricks/LTX-Video",
             published_speed="faster than real time on an H100 (768x512)",
         ),
         ModelSpec(
             id="wan2.1-t2v-1.3b", family="wan", description="Wan 2.1 text-to-video, small: consumer GPUs",
-            native_size=(832, 480), fps=16, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(832, 480), tasks=("t2v",),
             parameters="1.3B", vram_gb=8.2, repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
             published_speed="5 s of 480p in about 4 min on an RTX 4090",
         ),
         ModelSpec(
             id="wan2.1-t2v-14b", family="wan", description="Wan 2.1 text-to-video, large: 480p and 720p",
-            native_size=(1280, 720), fps=16, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(1280, 720), tasks=("t2v",),
             parameters="14B", vram_gb=40, repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
         ),
         ModelSpec(
             id="wan2.1-i2v-14b-480p", family="wan", description="Wan 2.1 image-to-video, 480p",
-            native_size=(832, 480), fps=16, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(832, 480), tasks=("i2v",),
             parameters="14B", vram_gb=40, repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
         ),
         ModelSpec(
             id="wan2.2-t2v-a14b", family="wan", description="Wan 2.2 text-to-video, two 14B experts (high/low noise)",
-            native_size=(1280, 720), fps=16, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(1280, 720), tasks=("t2v",),
             parameters="A14B (2x14B)", vram_gb=80, repo="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
         ),
         ModelSpec(
             id="wan2.2-i2v-a14b", family="wan", description="Wan 2.2 image-to-video, two 14B experts",
-            native_size=(1280, 720), fps=16, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(1280, 720), tasks=("i2v",),
             parameters="A14B (2x14B)", vram_gb=80, repo="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
         ),
         ModelSpec(
             id="wan2.2-ti2v-5b", family="wan", description="Wan 2.2 text/image-to-video 5B: 720p at 24 fps",
-            native_size=(1280, 704), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=32,
+            native_size=(1280, 704), fps=24, tasks=("t2v", "i2v"), size_multiple=32,
             parameters="5B", vram_gb=24, repo="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
             published_speed="5 s of 720p in under 9 min on one RTX 4090",
         ),
         ModelSpec(
             id="cogvideox-2b", family="cogvideox", description="CogVideoX 2B: 6 s at 8 fps, 720x480",
-            native_size=(720, 480), fps=8, tasks=("t2v",), frames=FrameRule(8, 49), size_multiple=16,
+            native_size=(720, 480), tasks=("t2v",), frames=FrameRule(8, 49),
             parameters="2B", vram_gb=4, repo="THUDM/CogVideoX-2b",
             published_speed="about 90 s for 50 steps on one A100",
         ),
         ModelSpec(
             id="cogvideox-5b", family="cogvideox", description="CogVideoX 5B text-to-video",
-            native_size=(720, 480), fps=8, tasks=("t2v",), frames=FrameRule(8, 49), size_multiple=16,
+            native_size=(720, 480), tasks=("t2v",), frames=FrameRule(8, 49),
             parameters="5B", vram_gb=5, repo="THUDM/CogVideoX-5b",
             published_speed="about 180 s for 50 steps on one A100",
         ),
         ModelSpec(
             id="cogvideox-5b-i2v", family="cogvideox", description="CogVideoX 5B image-to-video",
-            native_size=(720, 480), fps=8, tasks=("i2v",), frames=FrameRule(8, 49), size_multiple=16,
+            native_size=(720, 480), tasks=("i2v",), frames=FrameRule(8, 49),
             parameters="5B", vram_gb=5, repo="THUDM/CogVideoX-5b-I2V",
         ),
         ModelSpec(
             id="cogvideox1.5-5b", family="cogvideox", description="CogVideoX 1.5 5B: 10 s at 16 fps, 1360x768",
-            native_size=(1360, 768), fps=16, tasks=("t2v",), frames=FrameRule(16, 161), size_multiple=16,
+            native_size=(1360, 768), fps=16, tasks=("t2v",), frames=FrameRule(16, 161),
             parameters="5B", vram_gb=10, repo="THUDM/CogVideoX1.5-5B",
         ),
         ModelSpec(
             id="cogvideox1.5-5b-i2v", family="cogvideox", description="CogVideoX 1.5 5B image-to-video",
-            native_size=(1360, 768), fps=16, tasks=("i2v",), frames=FrameRule(16, 161), size_multiple=16,
+            native_size=(1360, 768), fps=16, tasks=("i2v",), frames=FrameRule(16, 161),
             parameters="5B", vram_gb=10, repo="THUDM/CogVideoX1.5-5B-I2V",
         ),
         ModelSpec(
             id="mochi-1", family="mochi", description="Genmo Mochi 1 preview: 480p at 30 fps",
-            native_size=(848, 480), fps=30, tasks=("t2v",), frames=FrameRule(6, 163), size_multiple=16,
+            native_size=(848, 480), tasks=("t2v",), frames=FrameRule(6, 163),
             parameters="10B", vram_gb=22, repo="genmo/mochi-1-preview",
         ),
         ModelSpec(
             id="hunyuanvideo", family="hunyuanvideo", description="Tencent HunyuanVideo text-to-video",
-            native_size=(1280, 720), fps=24, tasks=("t2v",), frames=FrameRule(4, 129), size_multiple=16,
+            native_size=(1280, 720), tasks=("t2v",), frames=FrameRule(4, 129),
             parameters="13B", vram_gb=60, repo="hunyuanvideo-community/HunyuanVideo",
         ),
         ModelSpec(
             id="hunyuanvideo-i2v", family="hunyuanvideo", description="Tencent HunyuanVideo image-to-video",
-            native_size=(1280, 720), fps=24, tasks=("i2v",), frames=FrameRule(4, 129), size_multiple=16,
+            native_size=(1280, 720), tasks=("i2v",), frames=FrameRule(4, 129),
             parameters="13B", vram_gb=60, repo="hunyuanvideo-community/HunyuanVideo-I2V",
         ),
         # LTX-2 (video with sound): the repo also holds single-file checkpoints, LoRAs and upsamplers; a pull
@@ -174,13 +181,13 @@ MODELS: dict[str, ModelSpec] = {
         # pull` resolves once a pulled copy is verified. VRAM: diffusers publishes none (docs/models.md).
         ModelSpec(
             id="ltx-2", family="ltx2", description="Lightricks LTX-2 19B: video with synchronised sound, 24 fps",
-            native_size=(768, 512), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8), size_multiple=32,
+            native_size=(768, 512), tasks=("t2v", "i2v"),
             parameters="19B", repo="Lightricks/LTX-2", revision=None, hub_files=LTX2_FILES,
         ),
         ModelSpec(
             id="ltx-2-distilled", family="ltx2",
             description="LTX-2 19B distilled: 8 fixed steps, no guidance (community diffusers conversion)",
-            native_size=(768, 512), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8), size_multiple=32,
+            native_size=(768, 512), tasks=("t2v", "i2v"),
             parameters="19B", repo="rootonchair/LTX-2-19b-distilled", revision=None, hub_files=LTX2_FILES,
             call_arguments=LTX2_DISTILLED,
         ),
@@ -192,45 +199,45 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="hunyuanvideo-1.5-480p", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 text-to-video, 848x480 at 24 fps",
-            native_size=(848, 480), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(848, 480), tasks=("t2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v", revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-720p", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 text-to-video, 1280x720 at 24 fps",
-            native_size=(1280, 720), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(1280, 720), tasks=("t2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_t2v", revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-480p-i2v", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 image-to-video, 480p (the size follows the image's aspect ratio)",
-            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(848, 480), tasks=("i2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v", revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-720p-i2v", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 image-to-video, 720p (the size follows the image's aspect ratio)",
-            native_size=(1280, 720), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(1280, 720), tasks=("i2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_i2v", revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-480p-distilled", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 text-to-video 480p, guidance-distilled: one pass a step",
-            native_size=(848, 480), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(848, 480), tasks=("t2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_t2v_distilled",
             revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-480p-i2v-distilled", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 image-to-video 480p, guidance-distilled: one pass a step",
-            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(848, 480), tasks=("i2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v_distilled",
             revision=None,
         ),
         ModelSpec(
             id="hunyuanvideo-1.5-480p-i2v-step-distilled", family="hunyuanvideo15",
             description="HunyuanVideo 1.5 image-to-video 480p, step-distilled: 8 or 12 steps, no guidance",
-            native_size=(848, 480), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(848, 480), tasks=("i2v",),
             parameters="8.3B", repo="hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-480p_i2v_step_distilled",
             revision=None, published_speed="a 480p video in about 75 s on one RTX 4090",
         ),
@@ -241,21 +248,21 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="kandinsky-5-lite-t2v", family="kandinsky5",
             description="Kandinsky 5.0 Video Lite 2B text-to-video (SFT), 768x512, up to 5 s at 24 fps",
-            native_size=(768, 512), fps=24, tasks=("t2v",), frames=FrameRule(4, 121), size_multiple=16,
+            native_size=(768, 512), tasks=("t2v",), frames=FrameRule(4, 121),
             parameters="2B", repo="kandinskylab/Kandinsky-5.0-T2V-Lite-sft-5s-Diffusers", revision=None,
             published_speed="5 s of 768x512 in 139 s on one H100",
         ),
         ModelSpec(
             id="kandinsky-5-lite-t2v-distilled", family="kandinsky5",
             description="Kandinsky 5.0 Video Lite 2B text-to-video, distilled to 16 steps without guidance",
-            native_size=(768, 512), fps=24, tasks=("t2v",), frames=FrameRule(4, 121), size_multiple=16,
+            native_size=(768, 512), tasks=("t2v",), frames=FrameRule(4, 121),
             parameters="2B", repo="kandinskylab/Kandinsky-5.0-T2V-Lite-distilled16steps-5s-Diffusers",
             revision=None, published_speed="5 s of 768x512 in 35 s on one H100",
         ),
         ModelSpec(
             id="kandinsky-5-pro-i2v", family="kandinsky5",
             description="Kandinsky 5.0 Video Pro 19B image-to-video (SFT), 768x512, 17 to 121 frames at 24 fps",
-            native_size=(768, 512), fps=24, tasks=("i2v",), frames=FrameRule(4, 121), size_multiple=16,
+            native_size=(768, 512), tasks=("i2v",), frames=FrameRule(4, 121),
             parameters="19B", repo="kandinskylab/Kandinsky-5.0-I2V-Pro-sft-5s-Diffusers", revision=None,
         ),
         # SkyReels-V2 (Skywork): revisions are not pinned yet (set them to the commits `sora models pull` resolves
@@ -264,29 +271,29 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="skyreels-v2-t2v-14b-540p", family="skyreels-v2",
             description="SkyReels-V2 14B text-to-video, 960x544 at 24 fps",
-            native_size=(960, 544), fps=24, tasks=("t2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(960, 544), tasks=("t2v",),
             parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-T2V-14B-540P-Diffusers", revision=None,
         ),
         ModelSpec(
             id="skyreels-v2-i2v-14b-540p", family="skyreels-v2", description="SkyReels-V2 14B image-to-video, 540p",
-            native_size=(960, 544), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(960, 544), tasks=("i2v",),
             parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-I2V-14B-540P-Diffusers", revision=None,
         ),
         ModelSpec(
             id="skyreels-v2-i2v-1.3b-540p", family="skyreels-v2", description="SkyReels-V2 1.3B image-to-video, 540p",
-            native_size=(960, 544), fps=24, tasks=("i2v",), frames=FrameRule(4), size_multiple=16,
+            native_size=(960, 544), tasks=("i2v",),
             parameters="1.3B", vram_gb=14.7, repo="Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers", revision=None,
         ),
         ModelSpec(
             id="skyreels-v2-df-1.3b-540p", family="skyreels-v2-df",
             description="SkyReels-V2 1.3B diffusion forcing: any length, window after window of 97 frames",
-            native_size=(960, 544), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=16,
+            native_size=(960, 544), tasks=("t2v", "i2v"),
             parameters="1.3B", vram_gb=14.7, repo="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers", revision=None,
         ),
         ModelSpec(
             id="skyreels-v2-df-14b-540p", family="skyreels-v2-df",
             description="SkyReels-V2 14B diffusion forcing: any length, window after window of 97 frames",
-            native_size=(960, 544), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=16,
+            native_size=(960, 544), tasks=("t2v", "i2v"),
             parameters="14B", vram_gb=51.2, repo="Skywork/SkyReels-V2-DF-14B-540P-Diffusers", revision=None,
         ),
         # SANA-Video (NVIDIA): one checkpoint for text- and image-to-video. Revision not pinned yet (as above); no
@@ -294,7 +301,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="sana-video-2b-480p", family="sana-video",
             description="NVIDIA SANA-Video 2B: linear attention, fast, 832x480 at 16 fps",
-            native_size=(832, 480), fps=16, tasks=("t2v", "i2v"), frames=FrameRule(4), size_multiple=32,
+            native_size=(832, 480), tasks=("t2v", "i2v"),
             parameters="2B", repo="Efficient-Large-Model/SANA-Video_2B_480p_diffusers", revision=None,
             published_speed="about 60 s for 5 s of 480p (the authors' VBench latency; GPU not stated)",
         ),
@@ -304,13 +311,13 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             id="pyramid-flow-384p", family="pyramid-flow",
             description="Pyramid Flow miniFLUX 384p: text and image to video, 24 fps, up to 5 s",
-            native_size=(640, 384), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8, 121), size_multiple=64,
+            native_size=(640, 384), tasks=("t2v", "i2v"), frames=FrameRule(8, 121),
             parameters="2B", vram_gb=16, repo=PYRAMID_REPO, variant="384p",
         ),
         ModelSpec(
             id="pyramid-flow-768p", family="pyramid-flow",
             description="Pyramid Flow miniFLUX 768p: text and image to video, 24 fps, up to 10 s",
-            native_size=(1280, 768), fps=24, tasks=("t2v", "i2v"), frames=FrameRule(8, 241), size_multiple=64,
+            native_size=(1280, 768), tasks=("t2v", "i2v"), frames=FrameRule(8, 241),
             parameters="2B", vram_gb=26, repo=PYRAMID_REPO, variant="768p",
             published_speed="5 s of 768p in about 5.5 min on one A100",
         ),

@@ -38,6 +38,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+def in_hub_cache(folder: Path, repo: str, tmp_path: Path, monkeypatch) -> None:
+    """A copy of `folder` where the Hugging Face cache (HF_HOME under tmp_path) holds a pulled `repo`, offline."""
+    import shutil
+
+    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(folder, cache / "snapshots" / "0123abc")
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def first_frame(tmp_path_factory) -> Path:
     """A 48x40 image of seeded noise: the first frame of the image-to-video tests."""

@@ -15,6 +15,7 @@ from sora_cli.families import FAMILIES
 from sora_cli.registry import MODELS
 from sora_cli.video import audio_info, probe, read_audio, read_frames
 
+from .conftest import in_hub_cache
 from .tiny_checkpoints.ltx2 import ltx2
 
 PROMPT = "a cat surfing a wave at sunset"
@@ -233,16 +234,6 @@ def test_streamed_decode_equals_the_vaes_own_decode_of_a_long_clip(folder):
         pieces = list(stream_decode(vae, latents, pieces=FAMILIES["ltx2"].decode))
     assert len(pieces) > 1
     torch.testing.assert_close(torch.cat(pieces, dim=2), whole, rtol=1e-4, atol=1e-4)
-
-
-def in_hub_cache(folder, repo, tmp_path, monkeypatch):
-    """A copy of `folder` as the Hugging Face cache holds a pulled `repo`, offline."""
-    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
-    shutil.copytree(folder, cache / "snapshots" / "0123abc")
-    (cache / "refs").mkdir()
-    (cache / "refs" / "main").write_text("0123abc")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def test_the_distilled_model_runs_its_eight_trained_sigmas_without_guidance(cli, folder, tmp_path, monkeypatch):

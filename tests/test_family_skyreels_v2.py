@@ -13,6 +13,7 @@ import torch
 from sora_cli.families import FAMILIES, DiffusionForcingWindows
 from sora_cli.video import read_frames
 
+from .conftest import in_hub_cache
 from .test_open_models import count_attention_calls
 from .tiny_checkpoints import skyreels_v2
 
@@ -98,17 +99,9 @@ def test_diffusion_forcing_past_its_window_matches_the_pipeline(cli, folders, fi
 def test_the_registry_model_renders_past_its_97_frame_window(cli, folders, tmp_path, monkeypatch):
     """`--model skyreels-v2-df-1.3b-540p --frames 101` (a pulled copy in the hub cache): the real window and
     overlap, two windows (257 frames would be three: decoding them is slow on a CPU), every frame delivered."""
-    import shutil
-
     from sora_cli.registry import get_spec
 
-    repo = get_spec("skyreels-v2-df-1.3b-540p").repo
-    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
-    shutil.copytree(folders["df"], cache / "snapshots" / "0123abc")
-    (cache / "refs").mkdir()
-    (cache / "refs" / "main").write_text("0123abc")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    in_hub_cache(folders["df"], get_spec("skyreels-v2-df-1.3b-540p").repo, tmp_path, monkeypatch)
     out = tmp_path / "x.mkv"
     code, _, stderr = cli("generate", "a cat", "--model", "skyreels-v2-df-1.3b-540p", "--frames", 101, "--width", 16,
                           "--height", 16, "--steps", 1, "-o", out)

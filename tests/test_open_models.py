@@ -13,6 +13,7 @@ from sora_cli.families import FAMILIES
 from sora_cli.video import read_frames
 
 from . import tiny_checkpoints
+from .conftest import in_hub_cache
 
 # family -> (width, height, frames asked for): small, and off the frame rule where the rule allows it
 REQUESTS = {
@@ -111,17 +112,9 @@ def test_the_wrong_task_is_one_line_exit_2(cli, checkpoints, first_frame, tmp_pa
 
 def test_a_pulled_model_is_found_in_the_hub_cache_by_its_id(cli, checkpoints, tmp_path, monkeypatch):
     """`--model ID` reads the standard Hugging Face cache layout under HF_HOME, offline."""
-    import shutil
-
     from sora_cli.registry import get_spec
 
-    repo = get_spec("wan2.1-t2v-1.3b").repo
-    cache = tmp_path / "hf" / "hub" / f"models--{repo.replace('/', '--')}"
-    shutil.copytree(checkpoints["wan"], cache / "snapshots" / "0123abc")
-    (cache / "refs").mkdir()
-    (cache / "refs" / "main").write_text("0123abc")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    in_hub_cache(checkpoints["wan"], get_spec("wan2.1-t2v-1.3b").repo, tmp_path, monkeypatch)
     out = tmp_path / "x.mkv"
     code, _, stderr = cli("generate", "a cat", "--model", "wan2.1-t2v-1.3b", "--width", 32, "--height", 32,
                           "--frames", 5, "--steps", 1, "-o", out, "-q")
