@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,74 +28,198 @@ def native_hw(model: NativeVideoModel, job: Job) -> tuple[int, int]:
     return height, width
 
 
+LOOP_TAIL = 2  # latent steps of the video's start placed after its end, so that the end leads into the start
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One prompt of a storyboard, from latent step `start` on; `cut` starts it without the shot before."""
+
+    start: int
+    prompt: str
+    cut: bool = False
+
+
+@dataclass
+class Guide:
+    """What a verb fixes of a video's latents (normalised, (1, C, t, h, w)); empty for plain generation."""
+
+    before: torch.Tensor | None = None  # extend: the source's last latent steps, which the video continues
+    warmup: torch.Tensor | None = None  # extend: the latents the decoder reads first (their frames are not kept)
+    known: dict[int, tuple[torch.Tensor, float]] = field(default_factory=dict)  # keyframes: step -> (latent, strength)
+    source: torch.Tensor | None = None  # remix: the source's latents over the whole video
+    strength: float = 1.0  # remix: the noise level the source is taken to (1: plain generation)
+    shots: tuple[Shot, ...] = ()  # storyboard (empty: the job's prompt throughout)
+    loop: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    """One denoising pass: `context` latent steps already made, then `new` ones from latent step `start` on;
+    `anchored`: its first step is settled in a pass of its own first; `tail`: steps of the video's start
+    after the end (a loop's last window)."""
+
+    start: int
+    context: int
+    new: int
+    shot: int = 0
+    anchored: bool = False
+    tail: int = 0
+
+
 def window_plan(total: int, window: int, context: int) -> list[int]:
     """How many new latent steps each window adds: the first window makes `window`, each later one
     `window - context` (it re-reads the last `context` of the one before); the last is trimmed to `total`."""
-    plan, made = [], 0
-    while made < total:
-        new = window if not plan else window - context
-        plan.append(min(new, total - made))
-        made += new
+    return [w.new for w in plan_windows(total, window, context)]
+
+
+def plan_windows(total: int, window: int, context: int, *, anchor: int = 0, shots: tuple[Shot, ...] = (),
+                 continues: bool = False, known: frozenset[int] = frozenset(), loop: bool = False) -> list[Window]:
+    """The windows that make `total` latent steps, left to right. A window starts fresh at the video's start
+    (unless it `continues` given latents) and at a storyboard cut; every other one reads the `context` steps
+    before it. No window spans two shots. A loop ends with a window whose last LOOP_TAIL steps are the
+    video's first ones."""
+    starts = [s.start for s in shots] or [0]
+    bounds = list(zip(starts, [*starts[1:], total]))
+    plan, carried = [], context if continues else 0
+    closing = window - context - LOOP_TAIL if loop else 0
+    for index, (a, b) in enumerate(bounds):
+        if index and shots[index].cut:
+            carried = 0
+        p = a
+        while p < b:
+            ctx = min(carried, context)
+            end = b - closing if loop and b == total and p < b - closing else b
+            new = min(window - ctx, end - p)
+            tail = LOOP_TAIL if loop and p + new == total else 0
+            plan.append(Window(p, ctx, new, index, anchor > 0 and ctx == 0 and p not in known, tail))
+            p += new
+            carried = min(context, carried + new)
     return plan
 
 
-def denoise(model, noise, sigmas, sampler, guidance, text, mask, context=None, context_mask=None, callback=None):
-    """Integrates one batch of windows from noise to latents. `text` holds the conditional rows, then (with
-    guidance) as many unconditional ones. Context positions start at their given latents and get zero
-    velocity, so they stay exactly as given while the rest is denoised around them."""
+def denoise(model, noise, sigmas, sampler, guidance, text, mask, context=None, hold=None, callback=None, start=None):
+    """Integrates one batch of windows from noise (or from `start`, already at sigmas[0]) to latents. `text`
+    holds the conditional rows, then (with guidance) as many unconditional ones.
+
+    `hold` (B, T) gives, for each latent step, the noise level down to which it stays at `context` (a clean
+    latent the model reads as given): 0 holds it to the end, 1 never. Held steps get zero velocity; a step
+    released part-way goes back to its noise at that level and is denoised from there with the rest."""
     rows = 1 if guidance == 1.0 else 2  # guidance 1 is the conditional model alone: no second pass
-    keep, given = None, {}
-    if context is not None:
-        keep = context_mask[:, None, :, None, None].to(noise.dtype)
-        noise = noise * (1 - keep) + context * keep
-        given = {"context": context.repeat(rows, 1, 1, 1, 1), "context_mask": context_mask.repeat(rows, 1)}
+    x = noise if start is None else start
+    total = len(sigmas) - 1
+    masks = [hold < s if hold is not None else None for s in sigmas[:-1]]  # held at step i: released below
+    i, held_before = 0, None
+    while i < total:
+        j = i + 1
+        while j < total and (masks[j] is None or torch.equal(masks[j], masks[i])):
+            j += 1
+        held, segment = masks[i], sigmas[i : j + 1]
+        given = {}
+        if held is not None and held.any():
+            keep = held[:, None, :, None, None].to(noise.dtype)
+            x = x * (1 - keep) + context * keep
+            given = {"context": context.repeat(rows, 1, 1, 1, 1), "context_mask": held.repeat(rows, 1)}
+        if held_before is not None:  # released now: from its own noise at this level
+            released = (held_before & ~held)[:, None, :, None, None].to(noise.dtype)
+            x = x * (1 - released) + ((1 - segment[0]) * context + segment[0] * noise) * released
+        held_before = held
 
-    def dit(x, sigma):
-        x = x.repeat(rows, 1, 1, 1, 1)
-        v = model.dit(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype), text, mask, **given)
-        return v.chunk(rows)
+        def dit(x, sigma, given=given):
+            x = x.repeat(rows, 1, 1, 1, 1)
+            v = model.dit(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype), text, mask, **given)
+            return v.chunk(rows)
 
-    guided = classifier_free_guidance(dit, guidance) if rows == 2 else (lambda x, sigma: dit(x, sigma)[0])
-    velocity = guided if keep is None else (lambda x, sigma: guided(x, sigma) * (1 - keep))
-    return SAMPLERS[sampler](velocity, noise, sigmas, callback)
+        def step(k, _, offset=i):
+            if callback:
+                callback(offset + k, total)
+
+        guided = classifier_free_guidance(dit, guidance) if rows == 2 else (lambda x, sigma: dit(x, sigma)[0])
+        if given:
+            free = 1 - given["context_mask"][: x.shape[0], None, :, None, None].to(noise.dtype)
+            velocity = lambda x, sigma, guided=guided, free=free: guided(x, sigma) * free  # noqa: E731
+        else:
+            velocity = guided
+        x = SAMPLERS[sampler](velocity, x, segment, step)
+        i = j
+    return x
 
 
-def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
+def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None,
+                   guide: Guide | None = None):
     """Yields the video's latents window by window (B=1, C, n, h, w); memory stays flat however long it is.
 
     Every window's noise is drawn in turn on the CPU from the seed, so a seed gives the same video anywhere
     the arithmetic matches. A window shorter than the model's own is made whole and trimmed: the model only
-    ever sees the window length it was trained on."""
-    window, context = model.params.dit.window, model.params.dit.context
+    ever sees the window length it was trained on. A `guide` (extend, remix, keyframes, storyboard, loop)
+    fixes latents the windows read as context or start from."""
+    guide = guide or Guide()
+    window, context, anchor = model.params.dit.window, model.params.dit.context, model.params.dit.anchor
     c, total, h, w = model.latent_shape(job.generated_frames, *native_hw(model, job))
-    plan = window_plan(total, window, context)
+    shots = guide.shots or (Shot(0, job.prompt),)
+    plan = plan_windows(total, window, context, anchor=anchor, shots=guide.shots, continues=guide.before is not None,
+                        known=frozenset(guide.known), loop=guide.loop)
     generator = noise_generator(job.seed)
+    texts = []
     with torch.inference_mode():
-        text, mask = model.encode_text([job.prompt] + ([job.negative] if job.guidance != 1.0 else []))
-    text, mask = text.to(dtype), mask
+        for shot in shots:
+            text, mask = model.encode_text([shot.prompt] + ([job.negative] if job.guidance != 1.0 else []))
+            texts.append((text.to(dtype), mask))
     sigmas = flow_sigmas(job.steps, resolved_shift(model, job))
+    if guide.source is not None:  # remix: from the source taken to `strength`, not from noise
+        sigmas = [guide.strength, *(s for s in sigmas if s < guide.strength)]
+    passes = len(plan) + sum(win.anchored for win in plan)
     done = 0
 
     def callback(i, _):
         if progress:
-            progress("denoise", done + i, job.steps * len(plan))
+            progress("denoise", done + i, (len(sigmas) - 1) * passes)
 
-    previous = None
-    for new in plan:
-        noise = torch.randn((1, c, window, h, w), generator=generator, dtype=torch.float32).to(device, dtype)
+    def fresh_noise():
+        return torch.randn((1, c, window, h, w), generator=generator, dtype=torch.float32).to(device, dtype)
+
+    made = guide.before  # the latest latent steps made (or given), of which a window reads the last `context`
+    head = None  # the video's first latent steps, for a loop's last window
+    for win in plan:
+        first = win.start - win.context  # the latent step of the window's first position
+        ctx = torch.zeros((1, c, window, h, w), device=device, dtype=dtype)
+        hold = torch.ones(1, window, device=device)
+        if win.context:
+            ctx[:, :, : win.context] = made[:, :, -win.context:]
+            hold[:, : win.context] = 0.0
+        for step, (latent, strength) in guide.known.items():
+            if win.start <= step < first + window:
+                ctx[:, :, step - first] = latent[:, :, 0]
+                hold[:, step - first] = 1.0 - strength
+        if win.tail:
+            at = win.context + win.new
+            ctx[:, :, at : at + win.tail] = head[:, :, 1 : 1 + win.tail]
+            hold[:, at : at + win.tail] = 0.0
+        text, mask = texts[win.shot]
+
+        def run(noise, ctx=ctx, hold=hold):
+            start = None
+            if guide.source is not None:
+                src = torch.zeros_like(noise)
+                span = guide.source[:, :, first : first + window]
+                src[:, :, : span.shape[2]] = span
+                start = (1 - guide.strength) * src + guide.strength * noise
+            given = ctx if (hold < 1).any() else None
+            return denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, given,
+                           hold if given is not None else None, callback, start)
+
         with torch.inference_mode():
-            if previous is None:
-                x = denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, callback=callback)
-                out = x[:, :, :new]
-            else:
-                ctx = torch.zeros_like(noise)
-                ctx[:, :, :context] = previous[:, :, -context:]
-                flags = torch.zeros(1, window, dtype=torch.bool, device=device)
-                flags[:, :context] = True
-                x = denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, ctx, flags, callback)
-                out = x[:, :, context : context + new]
-        done += job.steps
-        previous = x
+            x = run(fresh_noise())
+            done += len(sigmas) - 1
+            if win.anchored:  # the start is settled; which way things go is drawn again from the words
+                ctx, hold = ctx.clone(), hold.clone()
+                ctx[:, :, :anchor], hold[:, :anchor] = x[:, :, :anchor], 0.0
+                x = run(fresh_noise(), ctx, hold)
+                done += len(sigmas) - 1
+        out = x[:, :, win.context : win.context + win.new]
+        if head is None:
+            head = out
+        made = out if made is None else torch.cat([made, out], dim=2)[:, :, -context:]
         yield out
 
 
@@ -131,12 +256,16 @@ def deliver(pieces, frames: int, progress: Progress | None = None, skip: int = 0
             return
 
 
-def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None):
+def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None,
+             guide: Guide | None = None):
     """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all, decoded as each window's latents arrive."""
     decoder = model.vae.stream_decoder()
 
     def pieces():
-        for latents in latent_windows(model, job, device, dtype, progress):
+        if guide is not None and guide.warmup is not None:  # the decoder reads the source first, then goes on
+            with torch.inference_mode():
+                decoder(guide.warmup)
+        for latents in latent_windows(model, job, device, dtype, progress, guide):
             for i in range(0, latents.shape[2], 4):  # a few latent steps per decoder pass keeps memory small
                 with torch.inference_mode():
                     yield resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)

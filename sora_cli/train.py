@@ -34,6 +34,7 @@ from .models.clip import NEGATIVES, Captions, ClipMatcher, contrastive_loss
 from .models.native import NativeVideoModel, build_model
 from .models.params import ModelParams
 from .models.text import tokenize
+from .pipeline import LOOP_TAIL
 from .weights import save_checkpoint
 
 SHIPPED_NAME = "sora-tiny.safetensors"
@@ -60,6 +61,9 @@ class Recipe:
     cfg_dropout: float = 0.1
     context_rate: float = 0.3
     first_context_rate: float = 0.0  # of the other windows, those given only their first latent step (sign of motion)
+    known_rate: float = 0.0  # of the windows still without context, those given 1-2 steps anywhere (keyframes)
+    tail_rate: float = 0.0  # of the windows with context, those also given their last steps (a loop's last window)
+    anchor: int = 0  # latent steps the sampler settles first (DiTParams.anchor; needs first_context_rate > 0)
     motion_weight: float = 1.0  # stage 2: error on latent changes between steps (see Trainer._dit_loss)
     context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
     sigma_shift: float = 2.0
@@ -189,7 +193,8 @@ class Trainer:
     def __init__(self, out: Path, recipe: Recipe, params: ModelParams, report: Callable[[str], None]):
         self.run, self.recipe, self.report = Run(out), recipe, report
         torch.manual_seed(recipe.seed)
-        self.model: NativeVideoModel = build_model(replace(params, native_size=recipe.size), "cpu")
+        params = replace(params, native_size=recipe.size, dit=replace(params.dit, anchor=recipe.anchor))
+        self.model: NativeVideoModel = build_model(params, "cpu")
         self.stage, self.step = "vae", 0
         self.extra: dict[str, torch.Tensor] = {}
         self.ema: dict[str, torch.Tensor] | None = None
@@ -368,9 +373,12 @@ class Trainer:
         slots = torch.from_numpy(rng.choice(r.buffer, r.refresh, replace=False))
         self.extra["latents"][slots], self.extra["tokens"][slots] = latents_new, tokens_new
 
-    def _windows(self, rng: np.random.Generator, gen: torch.Generator, first_context_rate: float):
+    def _windows(self, rng: np.random.Generator, gen: torch.Generator, first_context_rate: float,
+                 known_rate: float = 0.0, tail_rate: float = 0.0):
         """A batch of noised training windows from the buffer: (x0, tokens, sigma, noise, xt, ctx, context_mask,
-        keep), where keep marks the latent steps given as (lightly noised) context."""
+        keep), where keep marks the latent steps given as (lightly noised) context: the last steps of the window
+        before (continuation), the first step alone (the start is known, the way it goes is not), a step or two
+        anywhere (keyframes), or the steps before and the last ones after (a loop's closing window)."""
         r, model = self.recipe, self.model
         window, context = model.params.dit.window, model.params.dit.context
         pick = torch.from_numpy(rng.integers(0, r.buffer, r.dit_batch))
@@ -386,6 +394,11 @@ class Trainer:
         if first_context_rate:  # only the start is given: which way it moves must come from the words
             first_only = ~has_context & torch.from_numpy(rng.random(r.dit_batch) < first_context_rate)
             context_mask[first_only, :1] = True
+        if known_rate:
+            for row in (~context_mask.any(1) & torch.from_numpy(rng.random(r.dit_batch) < known_rate)).nonzero():
+                context_mask[row, torch.from_numpy(rng.choice(window, rng.integers(1, 3), replace=False))] = True
+        if tail_rate:
+            context_mask[has_context & torch.from_numpy(rng.random(r.dit_batch) < tail_rate), -LOOP_TAIL:] = True
         # noise levels: logit-normal, shifted towards the noisy end
         u = torch.sigmoid(torch.randn(r.dit_batch, generator=gen))
         sigma = r.sigma_shift * u / (1 + (r.sigma_shift - 1) * u)
@@ -421,7 +434,8 @@ class Trainer:
         while self.step < r.dit_steps:
             rng, gen = _generator(r, 2, self.step)
             self._refresh_buffer(rng)
-            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, r.first_context_rate)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, r.first_context_rate,
+                                                                                    r.known_rate, r.tail_rate)
             text, mask = model.text(tokens)
             v = model.dit(xt, sigma, text, mask, ctx, context_mask)
             loss = self._dit_loss(v, x0, noise, xt, sigma, keep)

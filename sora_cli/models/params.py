@@ -51,6 +51,9 @@ class DiTParams:
     rope_theta: float = 10000.0
     window: int = 9  # latent steps denoised together (33 frames)
     context: int = 4  # latent steps carried into the next window
+    # latent steps of the first window settled before the rest: the video's start is drawn first, then the window
+    # is drawn again from that start, so which way things move comes from the words (0: all at once)
+    anchor: int = 0
 
     @property
     def head_dim(self) -> int:

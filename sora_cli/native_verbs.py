@@ -1,0 +1,71 @@
+"""The verbs on the native engine: source videos, keyframe images and storyboards turned into a Guide of latents
+(pipeline.py) that the windows read as context or start from."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pipeline import Guide, Shot, native_hw, resize
+
+TAIL_FRAMES = 17  # extend reads the source's last 4 * 4 + 1 frames: its last `context` latent steps and one before
+
+
+def to_model_frames(frames: np.ndarray, height: int, width: int, device, dtype) -> torch.Tensor:
+    """(f, H, W, 3) uint8 -> (1, 3, f, height, width) in [-1, 1], area-scaled (or bicubic-scaled) to the grid."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    return resize(video, height, width).to(device, dtype)
+
+
+def encode_frames(model, frames: np.ndarray, job, device, dtype) -> torch.Tensor:
+    """Frames (a multiple of 4 plus one, the first standing alone) -> normalised latents at the job's grid."""
+    height, width = native_hw(model, job)
+    with torch.inference_mode():
+        return model.vae.encode(to_model_frames(frames, height, width, device, dtype), chunk=4)
+
+
+def pad_to_rule(frames: np.ndarray, rule: int = 4) -> np.ndarray:
+    """Repeats the first frame in front until the count is rule * k + 1 (the VAE's frame rule)."""
+    missing = (-(len(frames) - 1)) % rule
+    return np.concatenate([np.repeat(frames[:1], missing, axis=0), frames]) if missing else frames
+
+
+def extend_guide(model, tail: np.ndarray, job, device, dtype) -> Guide:
+    """The video continues the source's last frames: its last `context` latent steps are the first window's
+    context, and the decoder reads all of them first so the new frames follow on without a seam."""
+    latents = encode_frames(model, pad_to_rule(tail[-TAIL_FRAMES:]), job, device, dtype)
+    context = model.params.dit.context
+    return Guide(before=latents[:, :, -context:], warmup=latents)
+
+
+def remix_guide(model, frames: np.ndarray, strength: float, job, device, dtype) -> Guide:
+    """The source's latents, taken to noise level `strength` and denoised under the new prompt."""
+    padded = np.concatenate([frames, np.repeat(frames[-1:], job.generated_frames - len(frames), axis=0)])
+    return Guide(source=encode_frames(model, padded[: job.generated_frames], job, device, dtype), strength=strength)
+
+
+def image_latent(model, image: np.ndarray, index: int, job, device, dtype) -> torch.Tensor:
+    """One image as the latent of latent step `index`: step 0 holds the first frame alone, every later step
+    four frames (the image held still for them)."""
+    clip = image[None] if index == 0 else np.repeat(image[None], 5, axis=0)
+    return encode_frames(model, clip, job, device, dtype)[:, :, -1:]
+
+
+def keyframe_steps(frame: int) -> int:
+    """The latent step that holds frame `frame` (step 0: frame 0; step i: frames 4i - 3 .. 4i)."""
+    return (frame + 3) // 4
+
+
+def keyframe_guide(model, keyframes: list[tuple[np.ndarray, int, float]], job, device, dtype,
+                   guide: Guide | None = None) -> Guide:
+    """Each (image, frame, strength) held at the latent step of its frame (strength 1: to the end)."""
+    guide = guide or Guide()
+    for image, frame, strength in keyframes:
+        step = keyframe_steps(frame)
+        guide.known[step] = (image_latent(model, image, step, job, device, dtype), strength)
+    return guide
+
+
+def storyboard_guide(shots: list[tuple[str, int, bool]], frames_to_step=keyframe_steps) -> tuple[Shot, ...]:
+    """(prompt, first frame, cut) per shot -> Shots from the latent step holding each shot's first frame."""
+    return tuple(Shot(frames_to_step(first), prompt, cut) for prompt, first, cut in shots)
