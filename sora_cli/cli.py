@@ -52,6 +52,9 @@ def setting_flags(*, where: str = "flag", exclude: tuple[str, ...] = (), help: d
 Model, Steps, Guidance, Sampler, Device, Dtype = (setting_option(n) for n in ("model", "steps", "guidance", "sampler",
                                                                          "device", "dtype"))
 PresetRef = Annotated[Optional[str], typer.Option("--preset", help="Preset name or YAML file [default: the model's own, else default].")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .mp4, .webm, .mkv or .gif [default: <prompt-slug>-<seed>.mp4].")]
+ContactSheet = Annotated[bool, typer.Option("--contact-sheet", help="Also write a PNG grid of frames beside the video (<output>.png).")]
+JsonResult = Annotated[bool, typer.Option("--json", help="Print one JSON object about each result on stdout.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no messages, errors aside.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show the traceback when something fails.")]
@@ -69,29 +72,76 @@ def _flags(**values) -> dict:
 @setting_flags()
 def generate(
     prompt: Annotated[Optional[str], typer.Argument(help="What the video shows.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file: .mp4, .webm, .mkv or .gif [default: <prompt-slug>-<seed>.mp4].")] = None,
+    output: Output = None,
     preset: PresetRef = None,
     from_: Annotated[Optional[Path], typer.Option("--from", help="Render again from a video or recipe .json (flags override it).")] = None,
     overwrite: Overwrite = False,
-    contact_sheet: Annotated[bool, typer.Option("--contact-sheet", help="Also write a PNG grid of frames beside the video (<output>.png).")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object about the result on stdout.")] = False,
+    contact_sheet: ContactSheet = False,
+    storyboard: Annotated[Optional[Path], typer.Option("--storyboard", help="A YAML or JSON list of shots, each with prompt and seconds or frames, optionally image (its first frame) and cut: true; one continuous video (no PROMPT).")] = None,
+    keyframe: Annotated[Optional[list[str]], typer.Option("--keyframe", help="IMAGE[:AT[:STRENGTH]], repeatable: the video passes through IMAGE at frame AT (an index, -1 for the last, or a time like 2.5s; default 0) with STRENGTH in (0, 1] (default 1).")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="The last frame leads back into the first (frames: a multiple of 4, at least 25).")] = False,
+    variations: Annotated[int, typer.Option("--variations", "-n", help="Render N videos from consecutive seeds with one model load, named <stem>-<seed>.<ext>.")] = 1,
+    json_: JsonResult = False,
     quiet: Quiet = False, debug: Debug = False, **settings,
 ) -> None:
-    """Render one video from a text prompt."""
+    """Render one video from a text prompt (or a storyboard), optionally looped, through keyframes, or several."""
     from .generate import run_generate
+
+    _report(quiet, json_, lambda reporter: run_generate(
+        prompt, flags=_flags(**settings), preset_ref=preset, from_path=from_, output=output, overwrite=overwrite,
+        progress=reporter, warn=_warn(quiet), contact_sheet=contact_sheet, keyframes=tuple(keyframe or ()),
+        storyboard=storyboard, loop=loop, variations=variations))
+
+
+@app.command()
+@setting_flags(exclude=("image", "width", "height", "fps"))
+def extend(
+    video: Annotated[Path, typer.Argument(help="The video to continue (MP4, WebM, MKV, GIF...).", show_default=False)],
+    prompt: Annotated[str, typer.Argument(help="What happens next.", show_default=False)],
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Length of the continuation in seconds (or --frames).")] = None,
+    only_new: Annotated[bool, typer.Option("--only-new", help="Write the continuation alone, without the source's frames.")] = False,
+    output: Output = None, preset: PresetRef = None, overwrite: Overwrite = False, contact_sheet: ContactSheet = False,
+    json_: JsonResult = False, quiet: Quiet = False, debug: Debug = False, **settings,
+) -> None:
+    """Continue a video under a new prompt: its frames unchanged, then new ones, at its size and frame rate."""
+    from .generate import run_source_verb
+
+    _report(quiet, json_, lambda reporter: [run_source_verb(
+        "extend", video, prompt, flags=_flags(**settings), preset_ref=preset, output=output, overwrite=overwrite,
+        progress=reporter, warn=_warn(quiet), contact_sheet=contact_sheet, seconds=seconds, only_new=only_new)])
+
+
+@app.command()
+@setting_flags(exclude=("image", "width", "height", "fps"))
+def remix(
+    video: Annotated[Path, typer.Argument(help="The video to re-render (MP4, WebM, MKV, GIF...).", show_default=False)],
+    prompt: Annotated[str, typer.Argument(help="What it should show now.", show_default=False)],
+    strength: Annotated[float, typer.Option("--strength", help="How far from the source it may go, in (0, 1]: small keeps its look, 1 keeps nothing.")] = 0.6,
+    output: Output = None, preset: PresetRef = None, overwrite: Overwrite = False, contact_sheet: ContactSheet = False,
+    json_: JsonResult = False, quiet: Quiet = False, debug: Debug = False, **settings,
+) -> None:
+    """Re-render a video under a new prompt, keeping its layout and motion as far as --strength allows."""
+    from .generate import run_source_verb
+
+    _report(quiet, json_, lambda reporter: [run_source_verb(
+        "remix", video, prompt, flags=_flags(**settings), preset_ref=preset, output=output, overwrite=overwrite,
+        progress=reporter, warn=_warn(quiet), contact_sheet=contact_sheet, strength=strength)])
+
+
+def _report(quiet: bool, json_: bool, render) -> None:
+    """Runs `render(reporter)` under a progress display, then prints each result's path (or JSON)."""
     from .progress import make_reporter
 
     reporter = make_reporter(quiet)
     try:
-        result = run_generate(prompt, flags=_flags(**settings), preset_ref=preset, from_path=from_, output=output,
-                              overwrite=overwrite, progress=reporter, warn=_warn(quiet),
-                              contact_sheet=contact_sheet)
+        results = render(reporter)
     finally:
         reporter.close()
-    if json_:
-        print(json.dumps(result.summary()))
-    elif not quiet:
-        print(result.output)
+    for result in results:
+        if json_:
+            print(json.dumps(result.summary()))
+        elif not quiet:
+            print(result.output)
 
 
 @app.command()
@@ -159,13 +209,14 @@ def train(
     direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: 0, off in the shipped recipe].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    from_stage2: Annotated[Optional[Path], typer.Option("--from-stage2", help="Skip stages 1 and 2: refine and direction from this stage-2 export (RUN/stage2.safetensors).")] = None,
     debug: Debug = False,
 ) -> None:
     """Train sora-tiny from scratch on the procedural tiny world (CPU; resumable)."""
     from .train import run_training
 
     print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps, seed=seed,
-                       resume=resume))
+                       resume=resume, stage2=from_stage2))
 
 
 @app.command("eval")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import UsageError
+from .verbs import VERBS
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Family:
     # task -> the fewest frames it renders, refused below that before loading (Kandinsky 5 image-to-video
     # normalises its first 4 latent frames against the ones after: fewer than 17 frames come out NaN)
     min_frames: dict[str, int] = field(default_factory=dict)
+    # what it does beyond a prompt (verbs.py: extend, remix, storyboard, loop, keyframes); others are refused
+    verbs: tuple[str, ...] = ()
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -166,7 +169,8 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family("native", "sora native engine", "sora_cli.backends.native:NativeBackend", FrameRule(4), 16, 24,
                options={"sampler": ("auto", "euler", "heun", "dpmpp_2m"), "shift": ANY,
-                        "offload": ("auto", "none")}),  # it runs whole on one device
+                        "offload": ("auto", "none")},  # it runs whole on one device
+               verbs=VERBS),
         Family("pyramid-flow", "Pyramid Flow", "sora_cli.backends.pyramid_flow:PyramidFlowBackend", FrameRule(8),
                64, 24, pipelines={"t2v": (), "i2v": ()},
                options={"video_steps": ANY, "video_guidance": ANY, "offload": ("auto", "none", "model", "group"),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from .conditions import load_storyboard, open_source, parse_keyframe
 from .errors import UsageError
 from .presets import Preset, resolve_preset
 from .recipe import load_recipe
@@ -19,6 +21,7 @@ from .render import (
     render_to_file,
 )
 from .settings import RECIPE_SETTINGS, check_setting
+from .verbs import LOOP_OVERLAP, Verb, check_frames, check_strength, check_verb, from_record
 
 
 def recipe_layer(path: Path) -> tuple[str, str | None, dict]:
@@ -72,22 +75,110 @@ def model_preset(model: str | None) -> str:
 
 def run_generate(
     prompt: str | None, *, flags: dict, preset_ref: str | None, from_path: Path | None, output: Path | None,
-    overwrite: bool, progress, warn, contact_sheet: bool = False,
-) -> RenderResult:
-    """Validates everything it can before loading the model; `warn` gets notes for the user."""
-    from .backends import backend_for
+    overwrite: bool, progress, warn, contact_sheet: bool = False, keyframes: tuple[str, ...] = (),
+    storyboard: Path | None = None, loop: bool = False, variations: int = 1,
+) -> list[RenderResult]:
+    """`sora generate`: a prompt (or a storyboard), optionally looped or through keyframes, `variations` times
+    from consecutive seeds. Everything is checked before the model loads; `warn` gets notes for the user."""
+    recipe_prompt, preset, verb = resolve_request(preset_ref, flags, from_path)
+    if storyboard is not None:
+        if prompt is not None:
+            raise UsageError("a storyboard's shots carry the prompts: give --storyboard without PROMPT")
+        if "frames" in flags:
+            raise UsageError("a storyboard's shots give the video's length: give --storyboard without --frames")
+        shots = tuple(load_storyboard(storyboard, preset.fps))
+        verb = replace(verb, shots=shots)
+        preset = preset.with_overrides({"frames": sum(s.frames for s in shots)})
+    if verb.shots and prompt is None:
+        prompt = verb.shots[0].prompt
+    if keyframes:
+        verb = replace(verb, keyframes=tuple(parse_keyframe(k) for k in keyframes))
+    if loop:
+        verb = replace(verb, loop=True)
+    return render_request(prompt if prompt is not None else recipe_prompt, preset, verb, output, overwrite,
+                          progress, warn, contact_sheet, variations)
 
+
+def run_source_verb(
+    verb_name: str, source: Path, prompt: str | None, *, flags: dict, preset_ref: str | None, output: Path | None,
+    overwrite: bool, progress, warn, contact_sheet: bool = False, seconds: float | None = None,
+    only_new: bool = False, strength: float | None = None,
+) -> RenderResult:
+    """`sora extend` and `sora remix`: a video from a source video, at the source's size and frame rate."""
+    _, preset, _ = resolve_request(preset_ref, flags, None)
+    verb = Verb(source=open_source(source))
+    fps = max(1, round(verb.source.fps))
+    frames = flags.get("frames")
+    if seconds is not None:
+        if frames is not None:
+            raise UsageError("give the length as --seconds or --frames, not both")
+        if not seconds > 0:
+            raise UsageError(f"--seconds must be > 0, got {seconds:g}")
+        frames = max(1, round(seconds * fps))
+    if verb_name == "extend":
+        verb = replace(verb, extend=True, only_new=only_new)
+    else:
+        verb = replace(verb, strength=check_strength(strength))
+        frames = frames or verb.source.frames
+    preset = preset.with_overrides({"fps": fps, **({"frames": frames} if frames else {})})
+    return render_request(prompt, preset, verb, output, overwrite, progress, warn, contact_sheet)[0]
+
+
+def resolve_request(preset_ref: str | None, flags: dict, from_path: Path | None) -> tuple[str | None, Preset, Verb]:
+    """The settings, and the verb a recipe given with --from was rendered with."""
     recipe_prompt, preset = resolve_settings(preset_ref, flags, from_path)
-    prompt = check_prompt(prompt if prompt is not None else recipe_prompt)
+    verb = from_record(load_recipe(from_path).get("verb"), from_path) if from_path is not None else Verb()
+    return recipe_prompt, preset, verb
+
+
+def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path | None, overwrite: bool, progress,
+                   warn, contact_sheet: bool = False, variations: int = 1) -> list[RenderResult]:
+    """Checks everything it can, loads the model once and renders `variations` videos (seeds seed, seed + 1...),
+    each `<stem>-<seed><ext>` when there are several."""
+    from .backends import backend_for, model_family
+    from .families import FAMILIES
+
+    prompt = check_prompt(prompt)
+    if variations < 1:
+        raise UsageError(f"--variations must be >= 1, got {variations}")
     if preset.seed is None:
         preset = preset.with_overrides({"seed": new_seed()})
+    seeds = [preset.seed + i for i in range(variations)]
     output = output if output is not None else default_output(prompt, preset.seed)
-    check_output(output, overwrite, contact_sheet)
+    outputs = [output] if variations == 1 else [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
+    for path in outputs:
+        check_output(path, overwrite, contact_sheet)
+    if verb.source is not None:  # the source's size, passed on snapped to the model's multiple, then restored
+        preset = preset.with_overrides({"width": _round_up(verb.source.width), "height": _round_up(verb.source.height)})
+    check_verb(verb, FAMILIES[model_family(preset.model)], preset.model)
     check_request(preset)
+    check_frames(verb, preset.frames, preset.fps)
     started = time.perf_counter()
     backend = backend_for(preset)
-    job, job_notes = make_job(prompt, preset, backend)
-    for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
-        warn(note)
-    return render_to_file(backend, job, preset, output, progress, load_s=time.perf_counter() - started,
-                          contact_sheet=contact_sheet, warn=warn)
+    results = []
+    for seed, path in zip(seeds, outputs):
+        job, job_notes = make_job(prompt, preset.with_overrides({"seed": seed}), backend)
+        job = fit_to_verb(job, verb, backend)
+        if seed == seeds[0]:
+            for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
+                warn(note)
+        results.append(render_to_file(backend, job, preset.with_overrides({"seed": seed}), path, progress,
+                                      load_s=time.perf_counter() - started if not results else 0.0,
+                                      contact_sheet=contact_sheet, warn=warn, verb=verb))
+    return results
+
+
+def _round_up(value: int, multiple: int = 16) -> int:
+    return -(-value // multiple) * multiple
+
+
+def fit_to_verb(job, verb: Verb, backend):
+    """An extension or remix renders at its source's exact size; an extension makes one frame more (its first
+    latent step continues the source's last), a loop LOOP_OVERLAP + 1 more (pipeline.loop_frames)."""
+    if verb.source is not None:
+        job = replace(job, width=verb.source.width, height=verb.source.height)
+    if verb.extend:
+        job = replace(job, generated_frames=backend.frame_count(job.frames + 1))
+    if verb.loop:
+        job = replace(job, generated_frames=backend.frame_count(job.frames + LOOP_OVERLAP + 1))
+    return job

@@ -7,13 +7,14 @@ import numpy as np
 import torch
 
 from .pipeline import Guide, Shot, native_hw, resize
+from .verbs import LOOP_OVERLAP
 
 TAIL_FRAMES = 17  # extend reads the source's last 4 * 4 + 1 frames: its last `context` latent steps and one before
 
 
 def to_model_frames(frames: np.ndarray, height: int, width: int, device, dtype) -> torch.Tensor:
     """(f, H, W, 3) uint8 -> (1, 3, f, height, width) in [-1, 1], area-scaled (or bicubic-scaled) to the grid."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    video = torch.from_numpy(np.array(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
     return resize(video, height, width).to(device, dtype)
 
 
@@ -66,6 +67,37 @@ def keyframe_guide(model, keyframes: list[tuple[np.ndarray, int, float]], job, d
     return guide
 
 
-def storyboard_guide(shots: list[tuple[str, int, bool]], frames_to_step=keyframe_steps) -> tuple[Shot, ...]:
-    """(prompt, first frame, cut) per shot -> Shots from the latent step holding each shot's first frame."""
-    return tuple(Shot(frames_to_step(first), prompt, cut) for prompt, first, cut in shots)
+def storyboard_shots(verb) -> tuple[Shot, ...]:
+    """Each shot from the latent step holding its first frame."""
+    return tuple(Shot(keyframe_steps(first), s.prompt, s.cut) for s, first in zip(verb.shots, verb.shot_starts()))
+
+
+def load_image(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def guide_for(model, verb, job, device, dtype) -> Guide | None:
+    """What the native windows read for a Verb (verbs.py); None for plain generation."""
+    from .video import iter_frames, tail_frames
+
+    if not verb.names:
+        return None
+    guide = Guide(loop=verb.loop, shots=storyboard_shots(verb) if verb.shots else ())
+    if verb.extend:
+        guide = extend_guide(model, tail_frames(verb.source.path, TAIL_FRAMES), job, device, dtype)
+        guide.loop, guide.shots = verb.loop, ()
+    if verb.strength is not None:
+        frames = []
+        for chunk in iter_frames(verb.source.path):
+            frames.extend(chunk[: job.generated_frames - len(frames)])
+            if len(frames) == job.generated_frames:
+                break
+        remix = remix_guide(model, np.stack(frames), verb.strength, job, device, dtype)
+        guide.source, guide.strength = remix.source, remix.strength
+    skipped = 1 + LOOP_OVERLAP if verb.loop else 0  # where a loop's cycle starts (pipeline.loop_frames)
+    keyframes = [(load_image(k.image), k.frame(job.frames, job.fps) + skipped, k.strength)
+                 for k in verb.all_keyframes()]
+    return keyframe_guide(model, keyframes, job, device, dtype, guide)

@@ -13,6 +13,7 @@ from .device import noise_generator
 from .job import Job
 from .models.native import NativeVideoModel
 from .sampling import SAMPLERS, auto_shift, classifier_free_guidance, flow_sigmas
+from .verbs import LOOP_OVERLAP
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -28,6 +29,7 @@ def native_hw(model: NativeVideoModel, job: Job) -> tuple[int, int]:
     return height, width
 
 
+SHOT_CONTEXT = 1  # latent steps a storyboard shot reads of the shot before (the position, not the motion)
 LOOP_TAIL = 2  # latent steps of the video's start placed after its end, so that the end leads into the start
 
 
@@ -84,8 +86,8 @@ def plan_windows(total: int, window: int, context: int, *, anchor: int = 0, shot
     plan, carried = [], context if continues else 0
     closing = window - context - LOOP_TAIL if loop else 0
     for index, (a, b) in enumerate(bounds):
-        if index and shots[index].cut:
-            carried = 0
+        if index:  # a new shot keeps where things are, not where they were going: its words pick that
+            carried = 0 if shots[index].cut else min(carried, SHOT_CONTEXT)
         p = a
         while p < b:
             ctx = min(carried, context)
@@ -156,6 +158,8 @@ def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: P
     guide = guide or Guide()
     window, context, anchor = model.params.dit.window, model.params.dit.context, model.params.dit.anchor
     c, total, h, w = model.latent_shape(job.generated_frames, *native_hw(model, job))
+    if guide.before is not None:  # a continuation has no first frame standing alone: 4 new frames per step
+        total -= 1
     shots = guide.shots or (Shot(0, job.prompt),)
     plan = plan_windows(total, window, context, anchor=anchor, shots=guide.shots, continues=guide.before is not None,
                         known=frozenset(guide.known), loop=guide.loop)
@@ -166,8 +170,12 @@ def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: P
             text, mask = model.encode_text([shot.prompt] + ([job.negative] if job.guidance != 1.0 else []))
             texts.append((text.to(dtype), mask))
     sigmas = flow_sigmas(job.steps, resolved_shift(model, job))
+    guidance = job.guidance
     if guide.source is not None:  # remix: from the source taken to `strength`, not from noise
         sigmas = [guide.strength, *(s for s in sigmas if s < guide.strength)]
+        # the prompt pushes as far as the video is redrawn: at full strength plain generation's guidance, near 0
+        # the source itself (full guidance at low noise would still recolour it, guidance 5 at 0.05 by ~3/255)
+        guidance = 1 + (job.guidance - 1) * guide.strength
     passes = len(plan) + sum(win.anchored for win in plan)
     done = 0
 
@@ -193,7 +201,8 @@ def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: P
                 hold[:, step - first] = 1.0 - strength
         if win.tail:
             at = win.context + win.new
-            ctx[:, :, at : at + win.tail] = head[:, :, 1 : 1 + win.tail]
+            skip = 1 + LOOP_OVERLAP // 4  # after the end come the steps after the overlap's (loop_frames)
+            ctx[:, :, at : at + win.tail] = head[:, :, skip : skip + win.tail]
             hold[:, at : at + win.tail] = 0.0
         text, mask = texts[win.shot]
 
@@ -205,7 +214,7 @@ def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: P
                 src[:, :, : span.shape[2]] = span
                 start = (1 - guide.strength) * src + guide.strength * noise
             given = ctx if (hold < 1).any() else None
-            return denoise(model, noise, sigmas, job.sampler, job.guidance, text, mask, given,
+            return denoise(model, noise, sigmas, job.sampler, guidance, text, mask, given,
                            hold if given is not None else None, callback, start)
 
         with torch.inference_mode():
@@ -270,4 +279,28 @@ def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progres
                 with torch.inference_mode():
                     yield resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)
 
+    if guide is not None and guide.loop:
+        return deliver(loop_frames(pieces(), job.frames), job.frames, progress)
     return deliver(pieces(), job.frames, progress)
+
+
+def loop_frames(pieces, frames: int, overlap: int = LOOP_OVERLAP):
+    """Frames 0 .. frames + overlap (the windows made them leading into the steps after the overlap) -> one cycle
+    of `frames`: frames overlap + 1 .. frames + overlap, the last `overlap` cross-faded into frames 1 .. overlap,
+    so the cycle's last frame is nearly frame `overlap`, the one before its first. Frame 0, which the autoencoder
+    keeps alone, is left out; memory holds `overlap` frames."""
+    start, index = [], 0
+    for piece in pieces:
+        out = []
+        for i in range(piece.shape[2]):
+            frame = piece[:, :, i : i + 1]
+            if 1 <= index <= overlap:
+                start.append(frame)
+            elif overlap < index <= frames:
+                out.append(frame)
+            elif frames < index <= frames + overlap:
+                k = index - frames  # 1 .. overlap: more and more of the frame the cycle goes back to
+                out.append(torch.lerp(frame, start[k - 1], k / (overlap + 1)))
+            index += 1
+        if out:
+            yield torch.cat(out, dim=2)

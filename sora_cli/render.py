@@ -20,7 +20,8 @@ from .presets import Preset
 from .recipe import package_versions, sidecar_path, slugify
 from .registry import check_options
 from .settings import ROW_SETTINGS, SETTINGS
-from .video import AUDIO_FORMATS, FORMATS, RECIPE_KEY, Soundtrack, VideoWriter, write_json_atomic
+from .verbs import Verb
+from .video import AUDIO_FORMATS, FORMATS, RECIPE_KEY, Soundtrack, VideoWriter, iter_frames, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
 
 
 def build_recipe(job: Job, preset: Preset, backend, timings: dict, audio: Soundtrack | None = None,
-                 suffix: str = ".mp4") -> dict:
+                 suffix: str = ".mp4", verb: Verb | None = None) -> dict:
     """Every setting as it ran (the job's for one video, the preset's for the rest; what the backend resolved
     over both), the soundtrack written, versions and timings."""
     settings = {s.key: getattr(job, n) if n in ROW_SETTINGS else getattr(preset, n) for n, s in SETTINGS.items()}
@@ -129,6 +130,7 @@ def build_recipe(job: Job, preset: Preset, backend, timings: dict, audio: Soundt
         "soundtrack": None if audio is None else {
             "sample_rate": audio.stream_rate(suffix), "channels": audio.channels, "codec": AUDIO_FORMATS[suffix][0],
             "seconds": round(audio.samples.shape[1] / audio.sample_rate, 4)},
+        **({"verb": block} if verb is not None and (block := verb.record()) else {}),
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings": timings,
     }
@@ -149,26 +151,30 @@ def soundtrack_for(first, frames, job: Job, output: Path, warn) -> tuple[Soundtr
 
 
 def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=None, load_s: float = 0.0,
-                   contact_sheet: bool = False, warn=None):
+                   contact_sheet: bool = False, warn=None, verb: Verb | None = None):
     """Renders `job` into `output` (temporary file, then rename), writes the recipe beside it, and with
-    `contact_sheet` a PNG grid of frames too."""
+    `contact_sheet` a PNG grid of frames too. A `verb` (verbs.py) conditions the render; an extended video
+    starts with its source's frames, streamed through unchanged."""
     start = time.perf_counter()
     timings = {"load_s": round(load_s, 3)}
-    frames = iter(backend.render(job, progress))
+    verb = verb or Verb()
+    frames = iter(backend.render(job, progress, **({"verb": verb} if verb.names else {})))
     first = next(frames)  # the first window is denoised here; later windows stream in with the encoder
     audio, first = soundtrack_for(first, frames, job, output, warn or (lambda message: None))
     timings["first_frames_s"] = round(time.perf_counter() - start, 3)
-    sheet = SheetCollector(job.frames) if contact_sheet else None
+    expected = verb.kept_frames + job.frames
+    sheet = SheetCollector(expected) if contact_sheet else None
     output.parent.mkdir(parents=True, exist_ok=True)
     # The container carries the recipe as known when encoding starts; the sidecar adds the encode time.
-    embedded = build_recipe(job, preset, backend, dict(timings), audio, output.suffix.lower())
+    embedded = build_recipe(job, preset, backend, dict(timings), audio, output.suffix.lower(), verb)
+    kept = iter_frames(verb.source.path) if verb.kept_frames else iter(())
     with VideoWriter(output, job.fps, {RECIPE_KEY: json.dumps(embedded)}, audio) as writer:
-        for chunk in itertools.chain([first], frames):
+        for chunk in itertools.chain(kept, [first], frames):
             writer.write(chunk)
             if sheet:
                 sheet.add(chunk)
-        if writer.frames != job.frames:  # inside the block: a short video never reaches the output path
-            raise RenderError(f"{backend.model_id} rendered {writer.frames} frames, expected {job.frames}")
+        if writer.frames != expected:  # inside the block: a short video never reaches the output path
+            raise RenderError(f"{backend.model_id} rendered {writer.frames} frames, expected {expected}")
     timings["render_s"] = round(time.perf_counter() - start, 3)
     timings["total_s"] = round(load_s + time.perf_counter() - start, 3)
     recipe = {**embedded, "timings": timings}

@@ -35,7 +35,7 @@ from .models.native import NativeVideoModel, build_model
 from .models.params import ModelParams
 from .models.text import tokenize
 from .pipeline import LOOP_TAIL
-from .weights import save_checkpoint
+from .weights import load_native, save_checkpoint
 
 SHIPPED_NAME = "sora-tiny.safetensors"
 
@@ -60,10 +60,11 @@ class Recipe:
     buffer_latents: int = 13  # latent steps per buffered clip (49 frames): windows start at offsets 0..4
     cfg_dropout: float = 0.1
     context_rate: float = 0.3
+    # stage 2's context masks beyond continuation (off: the refine stage adds them, see _windows)
     first_context_rate: float = 0.0  # of the other windows, those given only their first latent step (sign of motion)
     known_rate: float = 0.0  # of the windows still without context, those given 1-2 steps anywhere (keyframes)
     tail_rate: float = 0.0  # of the windows with context, those also given their last steps (a loop's last window)
-    anchor: int = 0  # latent steps the sampler settles first (DiTParams.anchor; needs first_context_rate > 0)
+    anchor: int = 1  # latent steps the sampler settles first (DiTParams.anchor; the refine stage teaches it)
     motion_weight: float = 1.0  # stage 2: error on latent changes between steps (see Trainer._dit_loss)
     context_noise: float = 0.1  # at most this much noise on given context latents (robustness to drift)
     sigma_shift: float = 2.0
@@ -72,8 +73,19 @@ class Recipe:
     text_batch: int = 64
     text_lr: float = 5e-4
     text_lr_scale: float = 1.0  # stage 2: the text tower's learning rate over the DiT's (0: frozen)
-    direction_steps: int = 0  # stage 3, off in the shipped recipe (see Trainer.train_direction)
+    # stage "refine" between 2 and 3: from stage 2's fp16 export, a short run with every context mask the verbs
+    # and the anchored sampler need, on a fresh buffer (see Trainer.train_refine)
+    refine_steps: int = 400
+    refine_lr: float = 1e-4
+    refine_warmup: int = 20
+    refine_ema: float = 0.995
+    refine_buffer: int = 1024
+    refine_first_context: float = 0.3
+    refine_known: float = 0.15
+    refine_tail: float = 0.15
+    direction_steps: int = 600  # stage 3 (see Trainer.train_direction)
     direction_lr: float = 1e-4
+    direction_warmup: int = 10
     direction_first_context: float = 0.43  # of the windows without context: 0.3 of all get their first step only
     direction_margin: float = 0.1  # log(wrong-direction loss) should exceed log(true loss) by this much
     direction_weight: float = 1.0
@@ -316,7 +328,7 @@ class Trainer:
         while self.step < r.text_steps:
             rng, _ = _generator(r, 4, self.step)
             self._refresh_buffer(rng)
-            pick = torch.from_numpy(rng.integers(0, r.buffer, r.text_batch))
+            pick = torch.from_numpy(rng.integers(0, len(self.extra["latents"]), r.text_batch))
             tokens = self.extra["tokens"][pick]
             loss, beaten = contrastive_loss(model.text, self.matcher, self.extra["latents"][pick], tokens,
                                             captions.hard_negatives(tokens, rng))
@@ -347,15 +359,17 @@ class Trainer:
         tokens = tokenize([s.caption for s in scenes], self.model.params.text.context_length)
         return latents, tokens
 
-    def _fill_buffer(self) -> None:
+    def _fill_buffer(self, size: int | None = None) -> None:
+        """`size` clips (the recipe's buffer) drawn from (seed, stage 2): a smaller buffer holds the first ones."""
         r = self.recipe
+        size = size or r.buffer
         rng, _ = _generator(r, 2, 10**9)
         latents, tokens = [], []
-        for start in range(0, r.buffer, 64):
-            lat, tok = self._encode_clips(rng, min(64, r.buffer - start))
+        for start in range(0, size, 64):
+            lat, tok = self._encode_clips(rng, min(64, size - start))
             latents.append(lat)
             tokens.append(tok)
-            self.report(f"dit: encoding the clip buffer {start + len(lat)}/{r.buffer}")
+            self.report(f"{self.stage}: encoding the clip buffer {start + len(lat)}/{size}")
         self.extra = {"latents": torch.cat(latents), "tokens": torch.cat(tokens)}
 
     def _init_stage_two(self) -> None:
@@ -370,7 +384,7 @@ class Trainer:
         """A few buffer slots get newly rendered clips."""
         r = self.recipe
         latents_new, tokens_new = self._encode_clips(rng, r.refresh)
-        slots = torch.from_numpy(rng.choice(r.buffer, r.refresh, replace=False))
+        slots = torch.from_numpy(rng.choice(len(self.extra["latents"]), r.refresh, replace=False))
         self.extra["latents"][slots], self.extra["tokens"][slots] = latents_new, tokens_new
 
     def _windows(self, rng: np.random.Generator, gen: torch.Generator, first_context_rate: float,
@@ -381,7 +395,7 @@ class Trainer:
         anywhere (keyframes), or the steps before and the last ones after (a loop's closing window)."""
         r, model = self.recipe, self.model
         window, context = model.params.dit.window, model.params.dit.context
-        pick = torch.from_numpy(rng.integers(0, r.buffer, r.dit_batch))
+        pick = torch.from_numpy(rng.integers(0, len(self.extra["latents"]), r.dit_batch))
         max_offset = r.buffer_latents - window
         offsets = np.where(rng.random(r.dit_batch) < 0.5, 0, rng.integers(1, max_offset + 1, r.dit_batch))
         x0 = torch.stack([self.extra["latents"][i, :, o : o + window] for i, o in zip(pick.tolist(), offsets)])
@@ -412,16 +426,37 @@ class Trainer:
         return x0, tokens, sigma, noise, xt, ctx, context_mask, keep
 
     def train_dit(self) -> None:
-        r, model = self.recipe, self.model
+        r = self.recipe
         if self.step == 0 and self.ema is None and not r.text_steps:  # else the text stage made them
             self._init_stage_two()
         if "latents" not in self.extra:
             self._fill_buffer()
+        self._denoise_stage(r.dit_steps, r.dit_lr, r.warmup, r.ema, (r.first_context_rate, r.known_rate, r.tail_rate))
+
+    # ---- stage "refine": every context mask, from stage 2 as it ships --------------------------------------------
+    def train_refine(self) -> None:
+        """Teaches the context the verbs and the anchored sampler give: the first step alone (the start is known,
+        the way it goes is not), keyframe steps anywhere, a loop's closing steps. It starts from stage 2 exported
+        as it would ship (fp16), with a fresh optimizer and a fresh, smaller buffer, so that it is reproducible
+        from a shipped stage-2 file alone; its batches are drawn as stage 2's are."""
+        r = self.recipe
+        if self.step == 0:  # the model file holds stage 2's EMA weights (saved as the stage ended)
+            shipped, _ = load_native(self.export(self.run.out / "stage2.safetensors"), "cpu", torch.float32)
+            self.model.load_state_dict(shipped.state_dict())
+            self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
+            self._saved = None
+            self._fill_buffer(r.refine_buffer)
+        self._denoise_stage(r.refine_steps, r.refine_lr, r.refine_warmup, r.refine_ema,
+                            (r.refine_first_context, r.refine_known, r.refine_tail))
+
+    def _denoise_stage(self, steps: int, lr: float, warmup: int, ema: float, masks: tuple[float, float, float]):
+        """Stages 2 and "refine": rectified flow on buffered windows with the given context masks."""
+        r, model = self.recipe, self.model
         trainable = self._train_text_and_dit()
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
         if r.text_lr_scale == 1:
-            self._make_optimizer(trainable, r.dit_lr, 0.01)
+            self._make_optimizer(trainable, lr, 0.01)
         else:  # the text tower learns slower (or, at 0, not at all)
             if r.text_lr_scale == 0:
                 model.text.eval().requires_grad_(False)
@@ -429,24 +464,25 @@ class Trainer:
             if r.text_lr_scale:
                 groups.append({"params": list(model.text.parameters()), "lr_scale": r.text_lr_scale})
             trainable = [p for g in groups for p in g["params"]]
-            self._make_optimizer(groups, r.dit_lr, 0.01)
+            self._make_optimizer(groups, lr, 0.01)
         meter = _Meter()
-        while self.step < r.dit_steps:
+        stage = self.stage
+        while self.step < steps:
             rng, gen = _generator(r, 2, self.step)
             self._refresh_buffer(rng)
-            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, r.first_context_rate,
-                                                                                    r.known_rate, r.tail_rate)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, *masks)
             text, mask = model.text(tokens)
             v = model.dit(xt, sigma, text, mask, ctx, context_mask)
             loss = self._dit_loss(v, x0, noise, xt, sigma, keep)
-            self._optimise(loss, trainable, _lr(self.step, r.dit_steps, r.dit_lr, r.warmup))
-            self._update_ema(r.ema)
+            self._optimise(loss, trainable, _lr(self.step, steps, lr, warmup))
+            self._update_ema(ema)
             self.step += 1
             meter.add(loss=loss.item())
-            self._tick("dit", r.dit_steps, meter)
-            if r.eval_every and (self.step % r.eval_every == 0 or self.step == r.dit_steps):
-                self.evaluate_now("dit")
-        self.stage, self.step, self.optimizer = "direction", 0, None
+            self._tick(stage, steps, meter)
+            if r.eval_every and (self.step % r.eval_every == 0 or self.step == steps):
+                self.evaluate_now(stage)
+        following = "refine" if stage == "dit" and r.refine_steps else "direction"
+        self.stage, self.step, self.optimizer = following, 0, None
         self.checkpoint()
 
     # ---- stage 3: which way it moves --------------------------------------------------------------------------
@@ -487,7 +523,7 @@ class Trainer:
             true, wrong = losses[: len(tokens)], losses[len(tokens):]
             hinge = torch.relu(r.direction_margin + true[pick].log() - wrong.log()).sum() / max(len(pick), 1)
             loss = true.mean() + r.direction_weight * hinge
-            self._optimise(loss, trainable, _lr(self.step, r.direction_steps, r.direction_lr, r.warmup // 2))
+            self._optimise(loss, trainable, _lr(self.step, r.direction_steps, r.direction_lr, r.direction_warmup))
             self._update_ema(r.direction_ema)
             self.step += 1
             # ratio: how much worse the wrong direction denoises than the right one (1: the words do not matter)
@@ -574,16 +610,16 @@ class Trainer:
             self.train_text()
         if self.stage == "dit":
             self.train_dit()
+        if self.stage == "refine":
+            self.train_refine()
         if self.stage == "direction":
             self.train_direction()
         return self.export()
 
-    def export(self) -> Path:
+    def export(self, path: Path | None = None) -> Path:
         """The shippable file: EMA weights in fp16 (the norms and the latent statistics lose nothing that shows)."""
-        from .weights import load_native
-
         model, _ = load_native(self.run.model_file, "cpu", torch.float32)
-        path = self.run.out / SHIPPED_NAME
+        path = path or self.run.out / SHIPPED_NAME
         save_checkpoint(model, path, family="native", dtype=torch.float16)
         return path
 
@@ -621,7 +657,7 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                              "or choose another --out")
         trainer.resume()
         saved = Recipe(**json.loads(trainer._saved_meta["recipe"]))
-        steps = ("vae_steps", "text_steps", "dit_steps", "direction_steps")  # a run can be lengthened
+        steps = ("vae_steps", "text_steps", "dit_steps", "refine_steps", "direction_steps")  # a run can be lengthened
         if replace(saved, **{k: getattr(recipe, k) for k in steps}) != recipe:
             raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
         if recipe.text_steps != saved.text_steps and trainer.stage not in ("vae", "text"):
@@ -638,8 +674,26 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
 
 
 
+def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callable[[str], None] = print) -> Path:
+    """The refine and direction stages from a stage-2 export alone (an fp16 sora-tiny file): the weights a whole
+    run ends with, given that its stage 2 exported exactly this file."""
+    shipped, family = load_native(stage2, "cpu", torch.float32)
+    if family != "native":
+        raise UsageError(f"{stage2} is not a native checkpoint")
+    trainer = Trainer(out, recipe, shipped.params, report)
+    if trainer.run.exists():
+        raise UsageError(f"{out} already holds a training run; choose another --out")
+    trainer._set_params(replace(shipped.params, dit=replace(shipped.params.dit, anchor=recipe.anchor)))
+    trainer.model.load_state_dict(shipped.state_dict())
+    trainer.model.vae.eval().requires_grad_(False)
+    trainer.stage, trainer.step = "refine" if recipe.refine_steps else "direction", 0
+    trainer.ema = {k: v.detach().clone() for k, v in trainer._ema_source().items()}
+    trainer.checkpoint()
+    return trainer.fit()
+
+
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
-                 seed: int, resume: bool) -> Path:
+                 seed: int, resume: bool, stage2: Path | None = None) -> Path:
     """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
     from functools import partial
 
@@ -649,4 +703,6 @@ def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, dir
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
             recipe = replace(recipe, **{name: value})
+    if stage2 is not None:
+        return train_from_stage2(Path(out), recipe, Path(stage2), report=partial(print, flush=True))
     return train(Path(out), recipe, resume=resume, report=partial(print, flush=True))

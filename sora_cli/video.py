@@ -151,6 +151,31 @@ def read_frames(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def iter_frames(path: Path, chunk: int = 16):
+    """Frames as uint8 RGB chunks (f, H, W, 3), decoded as they are read: memory flat in the video's length."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == chunk:
+                yield np.stack(frames)
+                frames = []
+        if frames:
+            yield np.stack(frames)
+
+
+def tail_frames(path: Path, count: int) -> np.ndarray:
+    """The last `count` frames (fewer if the video is shorter), reading through it with flat memory."""
+    from collections import deque
+
+    tail: deque = deque(maxlen=count)
+    for chunk in iter_frames(path):
+        tail.extend(chunk)
+    return np.stack(tail)
+
+
 def read_audio(path: Path) -> Soundtrack | None:
     """The first audio stream as float samples (channels, n), or None when the file has no sound."""
     import av

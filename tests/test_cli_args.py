@@ -16,7 +16,7 @@ def test_generate_forwards_only_the_flags_given(monkeypatch):
         received.update(prompt=prompt, **kwargs)
         recipe = {"seed": 5, "frames": 9, "fps": 8, "width": 32, "height": 32, "model": "m", "preset": "smoke",
                   "timings": {"total_s": 0.1}}
-        return RenderResult(Path("x.mp4"), recipe)
+        return [RenderResult(Path("x.mp4"), recipe)]
 
     monkeypatch.setattr(generate_module, "run_generate", fake_run_generate)
     result = CliRunner().invoke(app, ["generate", "a cat", "--frames", "9", "--no-compile", "--dtype", "bf16",

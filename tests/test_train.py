@@ -14,7 +14,8 @@ from sora_cli.train import Recipe, direction_swap, train
 from .conftest import TINY
 
 QUICK = Recipe(size=32, vae_steps=80, vae_batch=2, vae_frames=9, vae_lr=5e-4, dit_steps=60, dit_batch=4,
-               dit_lr=2e-3, direction_steps=40, direction_lr=2e-3, warmup=2, buffer=8, refresh=1, buffer_latents=5,
+               dit_lr=2e-3, refine_steps=20, refine_lr=1e-3, refine_warmup=2, refine_buffer=6, direction_steps=40,
+               direction_lr=2e-3, direction_warmup=2, warmup=2, buffer=8, refresh=1, buffer_latents=5,
                checkpoint_every=20, eval_every=0)
 
 
@@ -48,9 +49,10 @@ def test_the_direction_stage_contrasts_each_caption_with_its_direction_reversed(
     assert torch.equal(swap(swap(tokenize(captions, 32))), tokenize(captions, 32))
 
 
-@pytest.mark.parametrize("stop_in", ["dit", "direction"])
+@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction"])
 def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch, stop_in):
-    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "direction_steps": 4, "checkpoint_every": 2})
+    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4,
+                       "checkpoint_every": 2})
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
 
     real_save = training.Run.save
@@ -72,6 +74,19 @@ def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp
     b = load_file(str(tmp_path / "stopped" / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refine_and_direction_from_the_stage_two_export_alone_give_the_weights_of_the_whole_run(tmp_path):
+    """How the shipped weights were made from the previous ones (docs/sora-tiny.md): exactly what a run ends with."""
+    from sora_cli.train import train_from_stage2
+
+    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4})
+    train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
+    train_from_stage2(tmp_path / "later", recipe, tmp_path / "straight" / "stage2.safetensors", report=lambda _: None)
+    a = load_file(str(tmp_path / "straight" / "sora-tiny.safetensors"))
+    b = load_file(str(tmp_path / "later" / "sora-tiny.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "later", "refine", "loss") == losses(tmp_path / "straight", "refine", "loss")
 
 
 def test_the_direction_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
@@ -102,7 +117,7 @@ def test_the_text_stage_pretrains_the_tower_resumes_exactly_and_leaves_it_frozen
     from sora_cli.weights import load_native
 
     recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 2, "text_steps": 4, "text_batch": 4, "dit_steps": 2,
-                       "direction_steps": 0, "text_lr_scale": 0.0, "checkpoint_every": 2})
+                       "refine_steps": 0, "direction_steps": 0, "text_lr_scale": 0.0, "checkpoint_every": 2})
     real_save, pretrained = training.Run.save, {}
 
     def save_and_keep(self, model, stage, step, *args):

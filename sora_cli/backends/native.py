@@ -83,5 +83,10 @@ class NativeBackend:
             raise UsageError(f"{self.model_id} renders from text only; for --image use an image-to-video model "
                              "(sora models list, tasks i2v)")
 
-    def render(self, job: Job, progress=None):
-        return generate(self.model, job, torch.device(self.device), torch_dtype(self.dtype), progress)
+    def render(self, job: Job, progress=None, verb=None):
+        """`verb` (verbs.py): extend, remix, storyboard, loop, keyframes; None or empty renders from the prompt."""
+        from ..native_verbs import guide_for
+
+        device, dtype = torch.device(self.device), torch_dtype(self.dtype)
+        guide = guide_for(self.model, verb, job, device, dtype) if verb is not None else None
+        return generate(self.model, job, device, dtype, progress, guide)
