@@ -1,4 +1,4 @@
-"""`make bench`: start-up, sampler step time, render time and memory by length, torch.compile on CPU.
+"""`make bench`: start-up, sampler step time, render time and memory by length, extension, torch.compile on CPU.
 
 Every figure is a ratio measured in one run on this machine, so a noisy shared machine still compares like with
 like. Render times are wall-clock of the whole `sora generate` process, start-up included.
@@ -87,6 +87,35 @@ def renders() -> dict:
     for n in (480, 600):
         out[f"time_{n}_over_120"] = round(out[f"default_{n}"]["wall_s"] / out["default_120"]["wall_s"], 2)
         out[f"rss_{n}_over_120"] = round(out[f"default_{n}"]["peak_rss_mb"] / out["default_120"]["peak_rss_mb"], 2)
+    return out
+
+
+def _process(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `sora ...` process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *args], check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, json.loads(done.stderr.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def extension() -> dict:
+    """`sora extend` (sora-tiny, default preset): time per new frame against plain generation's, and peak RSS
+    for a 120- and a 480-frame source (the source is streamed through: memory should not grow with it)."""
+    prompt, out = "a red circle moving left on a black background", {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in (120, 480):
+            _process(["generate", prompt, "--frames", str(frames), "--seed", "1", "-q", "-o", f"{tmp}/src{frames}.mp4"])
+        new = 72
+        plain_s, _ = _process(["generate", prompt, "--frames", str(new), "--seed", "2", "-q", "-o", f"{tmp}/plain.mp4"])
+        only_s, _ = _process(["extend", f"{tmp}/src120.mp4", prompt, "--frames", str(new), "--seed", "2", "--only-new",
+                              "-q", "-o", f"{tmp}/new.mp4"])
+        for frames in (120, 480):
+            wall, rss = _process(["extend", f"{tmp}/src{frames}.mp4", prompt, "--frames", str(new), "--seed", "2",
+                                  "-q", "-o", f"{tmp}/ext{frames}.mp4"])
+            out[f"extend_{frames}_source"] = {"wall_s": round(wall, 2), "peak_rss_mb": round(rss, 1)}
+    out["plain_72_s"], out["extend_only_new_72_s"] = round(plain_s, 2), round(only_s, 2)
+    out["extend_over_plain_per_new_frame"] = round(only_s / plain_s, 2)
+    out["rss_480_source_over_120"] = round(out["extend_480_source"]["peak_rss_mb"]
+                                           / out["extend_120_source"]["peak_rss_mb"], 2)
     return out
 
 
@@ -239,6 +268,7 @@ def open_models_hunyuanvideo15() -> dict:
 
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
+                        ("extension", extension),
                         ("compile_on_cpu", compile_on_cpu), ("open_models", open_models),
                         ("open_models_with_sound", open_models_with_sound),
                         ("open_models_hunyuanvideo15", open_models_hunyuanvideo15)):

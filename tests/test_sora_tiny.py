@@ -10,13 +10,13 @@ from sora_cli.evaluate import render_clip
 from sora_cli.registry import get_spec
 from sora_cli.weights import packaged_weights
 
-PROMPTS = [  # (caption, seed); the last three are combinations the model never trained on
-    ("a blue circle moving left on a black background", 0),
-    ("a red circle moving down on a black background", 0),
-    ("a green triangle bouncing on a gray background", 2),
-    ("a orange circle moving right on a navy background", 1),
-    ("a white circle standing still on a gray background", 3),
-    ("a yellow circle moving up on a gray background", 1),
+PROMPTS = [  # the last three are combinations the model never trained on; each rendered with seeds 0, 1, 2
+    "a blue circle moving left on a black background",
+    "a red circle moving down on a black background",
+    "a green triangle bouncing on a gray background",
+    "a orange circle moving right on a navy background",
+    "a white circle standing still on a gray background",
+    "a yellow circle moving up on a gray background",
 ]
 
 
@@ -38,10 +38,15 @@ def test_no_untrained_weights_warning(shipped):
     assert shipped.notes == []
 
 
-@pytest.mark.parametrize("caption, seed", PROMPTS)
-def test_colour_and_motion_are_right_on_fixed_prompts(shipped, caption, seed):
-    clip = render_clip(shipped.model, caption, seed, frames=72, steps=20, guidance=5.0, sampler="dpmpp_2m",
-                       device=torch.device("cpu"), dtype=torch.float32)
-    verdict = judge(clip, fps=24)
-    marks = score(verdict, parse_caption(caption))
-    assert marks["colour"] and marks["motion"] and marks["background"] and marks["present"], verdict
+def test_colour_and_motion_are_right_on_fixed_prompts_most_of_the_time(shipped):
+    """6 prompts x seeds 0-2; the shipped weights get 14 of 18 right on this machine (colour, motion, background
+    and presence all right), 13 allows for another CPU's arithmetic. A regression check, not a quality figure:
+    docs/sora-tiny.md has those, on fresh random draws."""
+    right = []
+    for caption in PROMPTS:
+        for seed in range(3):
+            clip = render_clip(shipped.model, caption, seed, frames=72, steps=20, guidance=5.0, sampler="dpmpp_2m",
+                               device=torch.device("cpu"), dtype=torch.float32)
+            marks = score(judge(clip, fps=24), parse_caption(caption))
+            right.append(marks["colour"] and marks["motion"] and marks["background"] and marks["present"])
+    assert sum(right) >= 13, right
