@@ -18,9 +18,11 @@ from .render import check_request, check_target, check_writable, make_job, new_s
 from .video import FORMATS
 
 
-def output_name(row: PromptRow, ext: str) -> str:
-    """Index + slug: unique, stable across runs, and never a path outside the batch folder."""
-    return f"{row.index:04d}-{slugify(row.name or row.prompt)}{ext}"
+def output_name(row: PromptRow, ext: str, seed: int | None = None) -> str:
+    """Index + slug (+ the seed, for a row with variations): unique, stable across runs, and never a path outside
+    the batch folder."""
+    variant = f"-{seed}" if row.variations > 1 else ""
+    return f"{row.index:04d}-{slugify(row.name or row.prompt)}{variant}{ext}"
 
 
 def batch_seed(out_dir: Path, given: int | None, resume: bool) -> int:
@@ -62,14 +64,15 @@ def run_batch(
     plans, kept_failures = [], 0
     for row in rows:
         settings = preset.with_overrides(row.overrides).with_overrides(cli)
-        if "seed" not in row.overrides:
-            settings = settings.with_overrides({"seed": seed + row.index})
-        output = out_dir / output_name(row, ext)
-        if resume and _settled(out_dir, previous.get(row.index), output, retry_failed):
-            kept_failures += previous[row.index]["status"] == "failed"
-            continue
-        check_target(output, overwrite or resume)
-        plans.append((row, settings, output))
+        first = row.overrides.get("seed", seed + row.index)
+        for row_seed in range(first, first + row.variations):
+            settings = settings.with_overrides({"seed": row_seed})
+            output = out_dir / output_name(row, ext, row_seed)
+            if resume and _settled(out_dir, previous.get(output.name), output, retry_failed):
+                kept_failures += previous[output.name]["status"] == "failed"
+                continue
+            check_target(output, overwrite or resume)
+            plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # the model and how it runs are the batch's, not a row's
     if executor not in ("local", "ray"):
         raise UsageError(f"unknown executor '{executor}'; valid: local, ray")

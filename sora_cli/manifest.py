@@ -57,8 +57,8 @@ def append_row(folder: Path, result: RowResult) -> None:
     append(folder, {"type": "row", **asdict(result)})
 
 
-def read(folder: Path) -> tuple[list[dict], dict[int, dict]]:
-    """(batch records, newest row record per index); lines a crash cut short are skipped."""
+def read(folder: Path) -> tuple[list[dict], dict[str, dict]]:
+    """(batch records, newest row record per output file); lines a crash cut short are skipped."""
     path = folder / MANIFEST
     batches, rows = [], {}
     if not path.is_file():
@@ -70,8 +70,8 @@ def read(folder: Path) -> tuple[list[dict], dict[int, dict]]:
             continue
         if record.get("type") == "batch":
             batches.append(record)
-        elif record.get("type") == "row" and isinstance(record.get("index"), int):
-            rows[record["index"]] = record
+        elif record.get("type") == "row" and isinstance(record.get("output"), str):
+            rows[record["output"]] = record
     return batches, rows
 
 

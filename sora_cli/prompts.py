@@ -13,7 +13,7 @@ import yaml
 from .errors import UsageError
 from .settings import ROW_SETTINGS, check_setting, parse_text_value
 
-ROW_KEYS = ("prompt", "name", *ROW_SETTINGS)
+ROW_KEYS = ("prompt", "name", "variations", *ROW_SETTINGS)
 SUFFIXES = (".txt", ".jsonl", ".yaml", ".yml", ".csv")
 
 
@@ -24,6 +24,7 @@ class PromptRow:
     source: str  # "file:line", for messages and the manifest
     name: str | None = None  # output name the row asks for (sanitised later)
     overrides: dict = field(default_factory=dict)  # settings this row changes
+    variations: int = 1  # videos from consecutive seeds (the row's seed, + 1, ...)
 
 
 def _row(value, where: str, index: int) -> PromptRow:
@@ -48,7 +49,12 @@ def _row(value, where: str, index: int) -> PromptRow:
                 overrides[key] = check_setting(key, value[key])
             except ValueError as exc:
                 raise UsageError(f"{where}: {exc}") from None
-    return PromptRow(index, prompt.strip(), where, str(name) if name is not None else None, overrides)
+    variations = value.get("variations", 1)
+    if isinstance(variations, str) and variations.strip().isdigit():  # a CSV cell
+        variations = int(variations)
+    if not isinstance(variations, int) or isinstance(variations, bool) or variations < 1:
+        raise UsageError(f"{where}: variations must be a whole number >= 1, got {variations!r}")
+    return PromptRow(index, prompt.strip(), where, str(name) if name is not None else None, overrides, variations)
 
 
 def _txt(text: str, path: Path):

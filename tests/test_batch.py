@@ -80,3 +80,26 @@ def test_a_bad_row_stops_the_batch_before_anything_renders(cli, tiny_checkpoint,
     code, _, stderr = cli("batch", tmp_path / "p.jsonl", "--out", tmp_path / "out", "--model", tiny_checkpoint)
     assert code == 2 and "p.jsonl:2: width 40 is not a multiple of 16" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_with_variations_renders_consecutive_seeds_and_resumes_them(cli, tiny_checkpoint, tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a red circle", "variations": 3}\n{"prompt": "a blue square"}\n')
+    out = tmp_path / "out"
+    args = ("batch", tmp_path / "p.jsonl", "--out", out, "--model", tiny_checkpoint, *SIZE, "--frames", 5,
+            "--seed", 10, "--format", "mkv")
+    code, _, stderr = cli(*args)
+    assert code == 0, stderr
+    names = ["0000-a-red-circle-10.mkv", "0000-a-red-circle-11.mkv", "0000-a-red-circle-12.mkv",
+             "0001-a-blue-square.mkv"]
+    assert sorted(p.name for p in out.glob("*.mkv")) == names
+    assert [(r["output"], r["seed"]) for r in rows_of(out)] == list(zip(names, [10, 11, 12, 11]))
+    (out / names[1]).unlink()  # one variation lost: --resume renders it alone, the same video again
+    code, _, stderr = cli(*args, "--resume")
+    assert code == 0, stderr
+    assert [r["output"] for r in rows_of(out)][4:] == [names[1]]
+
+
+def test_variations_must_be_a_whole_number(cli, tiny_checkpoint, tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a red circle", "variations": 0}\n')
+    code, _, stderr = cli("batch", tmp_path / "p.jsonl", "--out", tmp_path / "out", "--model", tiny_checkpoint)
+    assert code == 2 and "p.jsonl:1: variations must be a whole number >= 1, got 0" in stderr
