@@ -27,7 +27,7 @@ dt{color:#999}dd{margin:0;overflow-wrap:anywhere}.failed{color:#f77}"""
 
 
 def videos_in(folder: Path) -> list[Path]:
-    """The folder's videos: the manifest's order (newest record per row) when it has one, else by name."""
+    """The folder's videos: the manifest's order (newest record per video) when it has one, else by name."""
     _, rows = read_manifest(folder)
     ordered = [folder / rows[i]["output"] for i in sorted(rows) if rows[i].get("status") == "done"]
     ordered = [p for p in ordered if p.is_file() and p.parent == folder]
