@@ -96,8 +96,10 @@ class Family:
     # task -> the fewest frames it renders, refused below that before loading (Kandinsky 5 image-to-video
     # normalises its first 4 latent frames against the ones after: fewer than 17 frames come out NaN)
     min_frames: dict[str, int] = field(default_factory=dict)
-    # what it does beyond a prompt (verbs.py: extend, remix, storyboard, loop, keyframes); others are refused
+    # what it does beyond a prompt (verbs.py: extend, remix, storyboard, loop, keyframes); others are refused.
+    # For a diffusers family: verb -> the pipeline class that does it, built on the loaded checkpoint's components
     verbs: tuple[str, ...] = ()
+    verb_pipelines: dict[str, str] = field(default_factory=dict)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -188,10 +190,12 @@ FAMILIES: dict[str, Family] = {
                    pipelines={"t2v": ("WanPipeline",), "i2v": ("WanImageToVideoPipeline",)},
                    options={"sampler": FLOW_SAMPLERS, "shift": ANY}, caches=("first-block", "pab"), decode="causal",
                    # Wan 2.2 TI2V-5B conditions by timestep: its text-to-video weights take a first frame
-                   i2v_from_t2v=lambda index: bool(index.get("expand_timesteps"))),
+                   i2v_from_t2v=lambda index: bool(index.get("expand_timesteps")),
+                   verbs=("remix",), verb_pipelines={"remix": "WanVideoToVideoPipeline"}),
         _diffusers("cogvideox", "CogVideoX", frames=FrameRule(8), size_multiple=16, fps=8,
                    pipelines={"t2v": ("CogVideoXPipeline",), "i2v": ("CogVideoXImageToVideoPipeline",)},
-                   caches=("first-block", "pab", "faster"), decode="frame-batches", latent_layout="BFCHW"),
+                   caches=("first-block", "pab", "faster"), decode="frame-batches", latent_layout="BFCHW",
+                   verbs=("remix",), verb_pipelines={"remix": "CogVideoXVideoToVideoPipeline"}),
         _diffusers("mochi", "Mochi 1", frames=FrameRule(6), size_multiple=16, fps=30,
                    pipelines={"t2v": ("MochiPipeline",)}, options={"shift": ANY},
                    caches=("first-block", "pab", "faster")),

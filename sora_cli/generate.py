@@ -173,9 +173,10 @@ def _round_up(value: int, multiple: int = 16) -> int:
 
 
 def fit_to_verb(job, verb: Verb, backend):
-    """An extension or remix renders at its source's exact size; an extension makes one frame more (its first
+    """An extension or remix renders at its source's exact size on the native engine (an open model at the size
+    its multiple allows nearest to it); an extension makes one frame more (its first
     latent step continues the source's last), a loop LOOP_OVERLAP + 1 more (pipeline.loop_frames)."""
-    if verb.source is not None:
+    if verb.source is not None and backend.family.name == "native":  # it resizes its output to any size
         job = replace(job, width=verb.source.width, height=verb.source.height)
     if verb.extend:
         job = replace(job, generated_frames=backend.frame_count(job.frames + 1))

@@ -276,3 +276,29 @@ def test_a_model_bigger_than_the_machines_memory_is_refused_before_loading(cli, 
     code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "-o", tmp_path / "x.mkv")
     assert code == 2 and "needs about" in stderr and "this machine has" in stderr
     assert not (tmp_path / "x.mkv").exists()
+
+
+@pytest.mark.parametrize("family, pipeline", [("cogvideox", "CogVideoXVideoToVideoPipeline"),
+                                              ("wan", "WanVideoToVideoPipeline")])
+def test_remix_matches_the_families_video_to_video_pipeline(cli, checkpoints, tmp_path, family, pipeline):
+    import diffusers
+    from PIL import Image
+
+    from sora_cli.video import VideoWriter
+
+    source = tmp_path / "source.mkv"
+    frames = np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
+    with VideoWriter(source, 8) as writer:
+        writer.write(frames)
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("remix", source, "a cat surfing", "--model", checkpoints[family], "--strength", 0.6,
+                          "--steps", 4, "--guidance", 4.0, "--seed", 5, "-o", out, "-q")
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["verb"]["strength"] == 0.6 and recipe["frames"] == 9
+    base = getattr(diffusers, json.loads((checkpoints[family] / "model_index.json").read_text())["_class_name"])
+    pipe = getattr(diffusers, pipeline).from_pipe(base.from_pretrained(checkpoints[family]))
+    reference = pipe(video=[Image.fromarray(f) for f in frames], prompt="a cat surfing", negative_prompt="",
+                     height=32, width=32, num_inference_steps=4, guidance_scale=4.0, strength=0.6,
+                     generator=torch.Generator("cpu").manual_seed(5), output_type="np").frames[0] * 255
+    assert np.abs(read_frames(out).astype(np.float64) - reference).mean() <= 1.0

@@ -44,6 +44,7 @@ class DiffusersBackend:
         self.pipe, self.family, self.model_id, self.device, self.dtype = pipe, family, model_id, device, dtype
         self.rule, self.multiple, self.tasks, self.compiled = rule, multiple, tasks, compiled
         self.weights_gb, self.runtime, self.notes, self._i2v = weights_gb, runtime, notes, None
+        self._siblings: dict = {}  # verb pipelines built on the same components (Family.verb_pipelines)
         self.own_scheduler = pipe.scheduler
         self.leading_frames = family.leading_frames(pipe) if "i2v" in tasks and family.leading_frames else 0
         self.min_side = max(multiple, family.min_side(pipe)) if family.min_side else multiple
@@ -139,8 +140,9 @@ class DiffusersBackend:
                 f"{job.steps} steps at {job.width}x{job.height}, {job.generated_frames} frames; a GPU is far faster"]
 
     # ---- rendering ----------------------------------------------------------------------------------------
-    def pipeline_kwargs(self, job: Job, progress=None) -> dict:
-        """The pipeline call for `job`, the same one a user of diffusers would write (plus the progress hook)."""
+    def pipeline_kwargs(self, job: Job, progress=None, verb=None) -> dict:
+        """The pipeline call for `job`, the same one a user of diffusers would write (plus the progress hook);
+        a remix (verbs.py) hands its video-to-video pipeline the source's frames and strength."""
         kwargs = {"prompt": job.prompt, "height": job.height, "width": job.width,
                   self.family.frames_argument: job.generated_frames, "num_inference_steps": job.steps,
                   "guidance_scale": job.guidance, "generator": noise_generator(job.seed)}
@@ -150,12 +152,15 @@ class DiffusersBackend:
             kwargs[self.family.fps_argument] = job.fps
         if job.image:
             kwargs["image"] = load_image(job.image)
+        if verb is not None and verb.strength is not None:  # the video sets the length
+            del kwargs[self.family.frames_argument]
+            kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)
         kwargs.update(self.call_arguments(job))
         if self.family.guidance_in_guider:  # set on its guider for the call instead (_denoise)
             del kwargs["guidance_scale"]
         if job.image and self.family.i2v_size:  # it sizes the video from the image (fit_size said to what)
             del kwargs["height"], kwargs["width"]
-        if progress and _takes_step_callback(self._pipeline_for(job)):  # else its progress bar counts (_denoise)
+        if progress and _takes_step_callback(self._pipeline_for(job, verb)):  # else its progress bar counts (_denoise)
             total, done = self.family.step_callbacks(job) if self.family.step_callbacks else job.steps, count(1)
 
             def on_step(pipe, i, t, tensors):
@@ -178,15 +183,15 @@ class DiffusersBackend:
         if not image and "t2v" not in self.tasks:
             raise UsageError(f"{self.model_id} is image-to-video: give it --image (the first frame)")
 
-    def render(self, job: Job, progress=None):
+    def render(self, job: Job, progress=None, verb=None):
         """Yields the soundtrack first when the family makes one, then the frames as they are decoded."""
         check_options({"sampler": job.sampler, "shift": job.shift}, self.family, self.model_id)
-        pipe = self._pipeline_for(job)
+        pipe = self._pipeline_for(job, verb)
         pipe.scheduler = scheduler_for(self.own_scheduler, job.sampler, job.shift)
         self.runtime.update(describe(pipe.scheduler))
         if extra := self.call_arguments(job):  # recorded: the recipe says how the pipeline was called
             self.runtime["pipeline_arguments"] = extra
-        latents, audio = self._denoise(pipe, job, progress)
+        latents, audio = self._denoise(pipe, job, progress, verb)
         if audio is not None:
             yield audio
         with torch.inference_mode():
@@ -194,21 +199,27 @@ class DiffusersBackend:
                                job.frames, progress, skip=self.leading_frames)
         pipe.maybe_free_model_hooks()
 
-    def _pipeline_for(self, job: Job):
-        """The checkpoint's own pipeline, or for an image its image-to-video sibling on the same components."""
+    def _pipeline_for(self, job: Job, verb=None):
+        """The checkpoint's own pipeline, for an image its image-to-video sibling, for a verb the family's pipeline
+        for it, on the same components."""
+        import diffusers
+
+        for name in verb.names if verb is not None else ():
+            if name not in self._siblings:
+                self._siblings[name] = getattr(diffusers, self.family.verb_pipelines[name]).from_pipe(self.pipe)
+                self._siblings[name].set_progress_bar_config(disable=True)
+            return self._siblings[name]
         t2v = self.family.pipelines["t2v"] if "t2v" in self.family.pipelines else ()
         if not job.image or self.pipe.__class__.__name__ not in t2v:
             return self.pipe
         if self._i2v is None:
-            import diffusers
-
             choose = self.family.i2v_pipeline
             name = choose(self.pipe) if choose else self.family.pipelines["i2v"][0]
             self._i2v = getattr(diffusers, name).from_pipe(self.pipe)
             self._i2v.set_progress_bar_config(disable=True)
         return self._i2v
 
-    def _denoise(self, pipe, job: Job, progress) -> tuple[_Latents, Soundtrack | None]:
+    def _denoise(self, pipe, job: Job, progress, verb=None) -> tuple[_Latents, Soundtrack | None]:
         """Runs the pipeline up to the VAE; the latents arrive exactly as the pipeline would decode them. A family
         with sound runs on past the video VAE (a 1-pixel stand-in for its frames) to decode its soundtrack."""
         from diffusers.models.autoencoders.vae import DecoderOutput
@@ -223,7 +234,7 @@ class DiffusersBackend:
             stand_in = torch.zeros(latents.shape[0], 3, 1, 1, 1, dtype=latents.dtype, device=latents.device)
             return DecoderOutput(sample=stand_in) if return_dict else (stand_in,)
 
-        kwargs = self.pipeline_kwargs(job, progress)
+        kwargs = self.pipeline_kwargs(job, progress, verb)
         vae.decode = capture  # an instance attribute: shadows the method for this call only
         if progress and "callback_on_step_end" not in kwargs:  # no step callback: its own progress bar's updates
             pipe.progress_bar = lambda iterable=None, total=None: _StepCount(progress, iterable, total)
@@ -269,6 +280,21 @@ class _StepCount:
     def update(self, n: int = 1) -> None:
         self.done += n
         self.progress("denoise", min(self.done, self.total), self.total)
+
+
+def source_frames(path: Path, count: int) -> list:
+    """The first `count` frames of a source video as PIL images (the last repeated if it is shorter), as
+    video-to-video pipelines take them."""
+    from PIL import Image
+
+    from ..video import iter_frames
+
+    frames = []
+    for chunk in iter_frames(path):
+        frames.extend(Image.fromarray(f) for f in chunk[: count - len(frames)])
+        if len(frames) == count:
+            break
+    return frames + [frames[-1]] * (count - len(frames))
 
 
 def _takes_step_callback(pipe) -> bool:
