@@ -100,6 +100,8 @@ class Family:
     # For a diffusers family: verb -> the pipeline class that does it, built on the loaded checkpoint's components
     verbs: tuple[str, ...] = ()
     verb_pipelines: dict[str, str] = field(default_factory=dict)
+    # (loaded pipeline, verb) -> why this checkpoint of the family cannot do it (None: it can)
+    verb_refusal: Callable[[object, str], str | None] | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -185,7 +187,11 @@ FAMILIES: dict[str, Family] = {
                    i2v_from_t2v=lambda index: True,  # the condition pipeline runs on the text-to-video weights
                    # LTX-Video 0.9.0/0.9.1 (dynamic shifting): the condition pipeline needs 0.9.5+
                    i2v_pipeline=lambda pipe: "LTXImageToVideoPipeline"
-                   if pipe.scheduler.config.get("use_dynamic_shifting") else "LTXConditionPipeline"),
+                   if pipe.scheduler.config.get("use_dynamic_shifting") else "LTXConditionPipeline",
+                   verbs=("keyframes",), verb_pipelines={"keyframes": "LTXConditionPipeline"},
+                   verb_refusal=lambda pipe, verb: "it is LTX-Video 0.9.0/0.9.1 (dynamic shifting): keyframes need "
+                   "its condition pipeline, which runs on LTX-Video 0.9.5 and later"
+                   if pipe.scheduler.config.get("use_dynamic_shifting") else None),
         _diffusers("wan", "Wan", frames=FrameRule(4), size_multiple=16, fps=16,
                    pipelines={"t2v": ("WanPipeline",), "i2v": ("WanImageToVideoPipeline",)},
                    options={"sampler": FLOW_SAMPLERS, "shift": ANY}, caches=("first-block", "pab"), decode="causal",

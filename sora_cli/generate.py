@@ -92,6 +92,8 @@ def run_generate(
     if verb.shots and prompt is None:
         prompt = verb.shots[0].prompt
     if keyframes:
+        if preset.image is not None:
+            raise UsageError("give the first frame as --keyframe IMAGE:0 instead of --image when using --keyframe")
         verb = replace(verb, keyframes=tuple(parse_keyframe(k) for k in keyframes))
     if loop:
         verb = replace(verb, loop=True)

@@ -302,3 +302,31 @@ def test_remix_matches_the_families_video_to_video_pipeline(cli, checkpoints, tm
                      height=32, width=32, num_inference_steps=4, guidance_scale=4.0, strength=0.6,
                      generator=torch.Generator("cpu").manual_seed(5), output_type="np").frames[0] * 255
     assert np.abs(read_frames(out).astype(np.float64) - reference).mean() <= 1.0
+
+
+def test_keyframes_on_ltx_match_its_condition_pipeline(cli, checkpoints, first_frame, tmp_path):
+    import diffusers
+    from PIL import Image
+
+    old = tmp_path / "old.mkv"  # 0.9.0/0.9.1: refused before anything is written
+    code, _, stderr = cli("generate", "a cat", "--model", checkpoints["ltx-video"], "--keyframe", first_frame,
+                          "--width", 32, "--height", 32, "--frames", 9, "--steps", 2, "-o", old, "-q")
+    assert code == 2 and "keyframes need its condition pipeline" in stderr and not old.exists()
+    folder = tiny_checkpoints.ltx(tmp_path / "ltx-0.9.5", dynamic_shifting=False)
+
+    second = tmp_path / "second.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(second)
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("generate", "a cat surfing", "--model", folder, "--keyframe", first_frame,
+                          "--keyframe", f"{second}:8:0.8", "--width", 32, "--height", 32, "--frames", 17,
+                          "--steps", 2, "--seed", 3, "-o", out, "-q")
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert [k["at"] for k in recipe["verb"]["keyframes"]] == ["0", "8"]
+    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    reference = pipe(image=[Image.open(first_frame).convert("RGB"), Image.open(second).convert("RGB")],
+                     frame_index=[0, 8], strength=[1.0, 0.8], prompt="a cat surfing", negative_prompt="",
+                     height=32, width=32, num_frames=recipe["generated_frames"], frame_rate=24,
+                     num_inference_steps=2, guidance_scale=recipe["guidance"],
+                     generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames[0] * 255
+    assert np.abs(read_frames(out).astype(np.float64) - reference[:17]).mean() <= 1.0

@@ -152,6 +152,11 @@ class DiffusersBackend:
             kwargs[self.family.fps_argument] = job.fps
         if job.image:
             kwargs["image"] = load_image(job.image)
+        if verb is not None and verb.keyframes:  # a condition pipeline: images at frame indices, with strengths
+            keys = verb.all_keyframes()
+            kwargs.update(image=[load_image(k.image) for k in keys], frame_index=[k.frame(job.frames, job.fps)
+                                                                                  for k in keys],
+                          strength=[k.strength for k in keys])
         if verb is not None and verb.strength is not None:  # the video sets the length
             del kwargs[self.family.frames_argument]
             kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)
@@ -205,6 +210,9 @@ class DiffusersBackend:
         import diffusers
 
         for name in verb.names if verb is not None else ():
+            refused = self.family.verb_refusal and self.family.verb_refusal(self.pipe, name)
+            if refused:
+                raise UsageError(f"{self.model_id} cannot do {name}: {refused}")
             if name not in self._siblings:
                 self._siblings[name] = getattr(diffusers, self.family.verb_pipelines[name]).from_pipe(self.pipe)
                 self._siblings[name].set_progress_bar_config(disable=True)

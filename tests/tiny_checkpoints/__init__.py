@@ -62,7 +62,8 @@ def _save(pipe, folder: Path) -> Path:
     return folder
 
 
-def ltx(folder: Path) -> Path:
+def ltx(folder: Path, *, dynamic_shifting: bool = True) -> Path:
+    """LTX-Video as 0.9.0/0.9.1 (dynamic shifting), or as 0.9.5+ (a fixed shift: its condition pipeline runs)."""
     from diffusers import (
         AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
@@ -83,7 +84,7 @@ def ltx(folder: Path) -> Path:
                                 decoder_inject_noise=(False, False, False, False, False),
                                 upsample_residual=(False, False, False, False), upsample_factor=(1, 1, 1, 1),
                                 patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False)
-    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=dynamic_shifting, base_shift=0.95, max_shift=2.05,
                                                 base_image_seq_len=1024, max_image_seq_len=4096,
                                                 shift_terminal=0.1)
     pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=_t5(tokenizer), tokenizer=tokenizer,
