@@ -129,8 +129,8 @@ def test_ctrl_c_while_denoising_exits_130_and_leaves_no_file(cli, checkpoints, t
 
     real = DiffusersBackend.pipeline_kwargs
 
-    def interrupted(self, job, progress=None):
-        kwargs = real(self, job, progress)
+    def interrupted(self, job, progress=None, verb=None):
+        kwargs = real(self, job, progress, verb)
 
         def stop(pipe, i, t, tensors):
             raise KeyboardInterrupt
