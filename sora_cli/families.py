@@ -102,6 +102,8 @@ class Family:
     verb_pipelines: dict[str, str] = field(default_factory=dict)
     # (loaded pipeline, verb) -> why this checkpoint of the family cannot do it (None: it can)
     verb_refusal: Callable[[object, str], str | None] | None = None
+    # (loaded pipeline, keyframes [(PIL image, frame, strength)], frame count) -> its keyframe pipeline's arguments
+    keyframe_arguments: Callable[[object, list, int], dict] | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -168,6 +170,23 @@ class DiffusionForcingWindows:
 SKYREELS_DF = DiffusionForcingWindows()
 
 
+def first_and_last_frame(title: str, keys: list, frames: int, *, last: bool) -> dict:
+    """An image-to-video pipeline's arguments: an image at frame 0 and, on a first-last-frame checkpoint (`last`),
+    optionally one at the last frame; both exact."""
+    at = sorted(((k[1], i) for i, k in enumerate(keys)))
+    at = [keys[i] for _, i in at]
+    fits = (1 <= len(at) <= 2 and at[0][1] == 0 and (len(at) == 1 or at[1][1] == frames - 1)
+            and all(k[2] == 1.0 for k in keys))
+    if not fits:
+        asked = ", ".join(f"frame {k[1]} at strength {k[2]:g}" for k in at)
+        raise UsageError(f"{title} takes keyframes at the first frame and the last (-1) only, at strength 1; "
+                         f"asked for {asked}")
+    if len(at) == 2 and not last:
+        raise UsageError(f"this {title} checkpoint takes a first frame only: a last frame needs a first-last-frame "
+                         "checkpoint (Wan 2.1 FLF2V)")
+    return {"image": at[0][0], **({"last_image": at[1][0]} if len(at) == 2 else {})}
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -189,6 +208,9 @@ FAMILIES: dict[str, Family] = {
                    i2v_pipeline=lambda pipe: "LTXImageToVideoPipeline"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else "LTXConditionPipeline",
                    verbs=("keyframes",), verb_pipelines={"keyframes": "LTXConditionPipeline"},
+                   keyframe_arguments=lambda pipe, keys, frames: {"image": [k[0] for k in keys],
+                                                            "frame_index": [k[1] for k in keys],
+                                                            "strength": [k[2] for k in keys]},
                    verb_refusal=lambda pipe, verb: "it is LTX-Video 0.9.0/0.9.1 (dynamic shifting): keyframes need "
                    "its condition pipeline, which runs on LTX-Video 0.9.5 and later"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else None),
@@ -197,7 +219,14 @@ FAMILIES: dict[str, Family] = {
                    options={"sampler": FLOW_SAMPLERS, "shift": ANY}, caches=("first-block", "pab"), decode="causal",
                    # Wan 2.2 TI2V-5B conditions by timestep: its text-to-video weights take a first frame
                    i2v_from_t2v=lambda index: bool(index.get("expand_timesteps")),
-                   verbs=("remix",), verb_pipelines={"remix": "WanVideoToVideoPipeline"}),
+                   verbs=("remix", "keyframes"),
+                   verb_pipelines={"remix": "WanVideoToVideoPipeline", "keyframes": "WanImageToVideoPipeline"},
+                   # keyframes are its image-to-video weights' first and last frames (first-last-frame)
+                   verb_refusal=lambda pipe, verb: "its text-to-video weights take no frames: keyframes need a Wan "
+                   "image-to-video checkpoint" if verb == "keyframes" and pipe.transformer.config.in_channels
+                   == pipe.transformer.config.out_channels else None,
+                   keyframe_arguments=lambda pipe, keys, frames: first_and_last_frame(
+                       "Wan", keys, frames, last=bool(pipe.transformer.config.get("pos_embed_seq_len")))),
         _diffusers("cogvideox", "CogVideoX", frames=FrameRule(8), size_multiple=16, fps=8,
                    pipelines={"t2v": ("CogVideoXPipeline",), "i2v": ("CogVideoXImageToVideoPipeline",)},
                    caches=("first-block", "pab", "faster"), decode="frame-batches", latent_layout="BFCHW",

@@ -153,13 +153,13 @@ def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path 
     if verb.source is not None:  # the source's size, passed on snapped to the model's multiple, then restored
         preset = preset.with_overrides({"width": _round_up(verb.source.width), "height": _round_up(verb.source.height)})
     check_verb(verb, FAMILIES[model_family(preset.model)], preset.model)
-    check_request(preset)
+    check_request(preset, verb)
     check_frames(verb, preset.frames, preset.fps)
     started = time.perf_counter()
     backend = backend_for(preset)
     results = []
     for seed, path in zip(seeds, outputs):
-        job, job_notes = make_job(prompt, preset.with_overrides({"seed": seed}), backend)
+        job, job_notes = make_job(prompt, preset.with_overrides({"seed": seed}), backend, verb)
         job = fit_to_verb(job, verb, backend)
         if seed == seeds[0]:
             for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:

@@ -78,9 +78,10 @@ def check_prompt(prompt: str | None) -> str:
     return prompt.strip()
 
 
-def check_request(preset: Preset) -> None:
+def check_request(preset: Preset, verb: Verb | None = None) -> None:
     """What can be known without loading the model (a big one takes minutes): the image exists, the model's
-    family honours every setting asked of it, and a named model does the task at that length."""
+    family honours every setting asked of it, and a named model does the task at that length (keyframes give
+    an image-to-video model its frames)."""
     from .backends import model_family
     from .registry import MODELS
 
@@ -90,6 +91,8 @@ def check_request(preset: Preset) -> None:
     check_options({n: getattr(preset, n) for n, s in SETTINGS.items() if not s.universal}, family, preset.model)
     spec = MODELS.get(preset.model)
     task = "i2v" if preset.image else "t2v"
+    if spec is not None and verb is not None and verb.keyframes and "t2v" not in spec.tasks:
+        task = "i2v"
     if spec is not None and task not in spec.tasks:
         others = ", ".join(m.id for m in MODELS.values() if task in m.tasks)
         what = "text-to-video (no --image)" if task == "t2v" else "image-to-video (--image)"
@@ -103,12 +106,14 @@ def check_request(preset: Preset) -> None:
                          f"(asked for {preset.steps})")
 
 
-def make_job(prompt: str, preset: Preset, backend) -> tuple[Job, list[str]]:
+def make_job(prompt: str, preset: Preset, backend, verb: Verb | None = None) -> tuple[Job, list[str]]:
     """The job for one video and the notices about it (a size snapped to the model's multiple, a soundtrack
-    the output cannot carry)."""
+    the output cannot carry). Keyframes give the frames an image-to-video checkpoint needs (the family's
+    keyframe pipeline checks them)."""
     check_options({n: getattr(preset, n) for n in ROW_SETTINGS if not SETTINGS[n].universal}, backend.family,
                   backend.model_id)
-    backend.check_task(preset.image)
+    if verb is None or not verb.keyframes:
+        backend.check_task(preset.image)
     backend.family.check_length(backend.model_id, "i2v" if preset.image else "t2v", preset.frames)
     width, height, note = backend.fit_size(preset.width, preset.height, preset.image)
     settings = {n: getattr(preset, n) for n in ROW_SETTINGS}

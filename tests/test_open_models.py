@@ -330,3 +330,37 @@ def test_keyframes_on_ltx_match_its_condition_pipeline(cli, checkpoints, first_f
                      num_inference_steps=2, guidance_scale=recipe["guidance"],
                      generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames[0] * 255
     assert np.abs(read_frames(out).astype(np.float64) - reference[:17]).mean() <= 1.0
+
+
+def test_first_and_last_keyframes_on_wan_flf2v_match_its_pipeline(cli, checkpoints, first_frame, tmp_path):
+    import diffusers
+    from PIL import Image
+
+    last = tmp_path / "last.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(last)
+    out = tmp_path / "x.mkv"
+    args = ("--width", 32, "--height", 32, "--frames", 9, "--steps", 2, "--seed", 3, "-q")
+    flf2v = tiny_checkpoints.wan_i2v(tmp_path / "flf2v", first_last=True)
+    code, _, stderr = cli("generate", "a cat surfing", "--model", flf2v, "--keyframe", first_frame,
+                          "--keyframe", f"{last}:-1", *args, "-o", out)
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(flf2v)
+    reference = pipe(image=Image.open(first_frame).convert("RGB"), last_image=Image.open(last).convert("RGB"),
+                     prompt="a cat surfing", negative_prompt="", height=32, width=32,
+                     num_frames=recipe["generated_frames"], num_inference_steps=2, guidance_scale=recipe["guidance"],
+                     generator=torch.Generator("cpu").manual_seed(3), output_type="np").frames[0] * 255
+    assert np.abs(read_frames(out).astype(np.float64) - reference[:9]).mean() <= 1.0
+    for bad, message in (((f"{last}:4",), "Wan takes keyframes at the first frame and the last (-1) only"),
+                         ((f"{last}:-1",), "a last frame needs a first-last-frame checkpoint (Wan 2.1 FLF2V)"),
+                         ((), None)):
+        wrong = tmp_path / "wrong.mkv"
+        if message is None:  # text-to-video weights: refused, saying why
+            code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan"], "--keyframe", first_frame,
+                                  *args, "-o", wrong)
+            assert code == 2 and "keyframes need a Wan image-to-video checkpoint" in stderr
+        else:
+            code, _, stderr = cli("generate", "a cat", "--model", checkpoints["wan-i2v"], "--keyframe", first_frame,
+                                  "--keyframe", *bad, *args, "-o", wrong)
+            assert code == 2 and message in stderr
+        assert not wrong.exists()

@@ -152,11 +152,9 @@ class DiffusersBackend:
             kwargs[self.family.fps_argument] = job.fps
         if job.image:
             kwargs["image"] = load_image(job.image)
-        if verb is not None and verb.keyframes:  # a condition pipeline: images at frame indices, with strengths
-            keys = verb.all_keyframes()
-            kwargs.update(image=[load_image(k.image) for k in keys], frame_index=[k.frame(job.frames, job.fps)
-                                                                                  for k in keys],
-                          strength=[k.strength for k in keys])
+        if verb is not None and verb.keyframes:  # in the form the family's keyframe pipeline takes them
+            keys = [(load_image(k.image), k.frame(job.frames, job.fps), k.strength) for k in verb.all_keyframes()]
+            kwargs.update(self.family.keyframe_arguments(self.pipe, keys, job.frames))
         if verb is not None and verb.strength is not None:  # the video sets the length
             del kwargs[self.family.frames_argument]
             kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)

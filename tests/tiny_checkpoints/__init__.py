@@ -246,8 +246,9 @@ def cogvideox_i2v(folder: Path) -> Path:
     return _save(pipe, folder)
 
 
-def wan_i2v(folder: Path) -> Path:
-    """Wan 2.1 image-to-video: a CLIP image encoder beside the text encoder; the image latents ride as channels."""
+def wan_i2v(folder: Path, *, first_last: bool = False) -> Path:
+    """Wan 2.1 image-to-video: a CLIP image encoder beside the text encoder; the image latents ride as channels.
+    `first_last`: as Wan 2.1 FLF2V, whose transformer embeds the positions of two images' tokens (first, last)."""
     from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -258,7 +259,8 @@ def wan_i2v(folder: Path) -> Path:
                                                              intermediate_size=16, patch_size=1))
     processor = CLIPImageProcessor(crop_size=32, size=32)
     pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=_t5(tokenizer, "UMT5EncoderModel"),
-                                   vae=_wan_vae(), transformer=_wan_transformer(in_channels=36, image_dim=4),
+                                   vae=_wan_vae(), transformer=_wan_transformer(
+                                       in_channels=36, image_dim=4, pos_embed_seq_len=2 * 1025 if first_last else None),
                                    scheduler=_wan_scheduler(), image_encoder=encoder, image_processor=processor)
     return _save(pipe, folder)
 
