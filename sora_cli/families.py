@@ -102,6 +102,8 @@ class Family:
     verb_pipelines: dict[str, str] = field(default_factory=dict)
     # (loaded pipeline, verb) -> why this checkpoint of the family cannot do it (None: it can)
     verb_refusal: Callable[[object, str], str | None] | None = None
+    # extend: the source's last frames its extend pipeline reads as a conditioning video (delivered after them)
+    extend_frames: int = 0
     # (loaded pipeline, keyframes [(PIL image, frame, strength)], frame count) -> its keyframe pipeline's arguments
     keyframe_arguments: Callable[[object, list, int], dict] | None = None
 
@@ -207,11 +209,13 @@ FAMILIES: dict[str, Family] = {
                    # LTX-Video 0.9.0/0.9.1 (dynamic shifting): the condition pipeline needs 0.9.5+
                    i2v_pipeline=lambda pipe: "LTXImageToVideoPipeline"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else "LTXConditionPipeline",
-                   verbs=("keyframes",), verb_pipelines={"keyframes": "LTXConditionPipeline"},
+                   verbs=("extend", "keyframes"),
+                   verb_pipelines={"extend": "LTXConditionPipeline", "keyframes": "LTXConditionPipeline"},
+                   extend_frames=17,
                    keyframe_arguments=lambda pipe, keys, frames: {"image": [k[0] for k in keys],
                                                             "frame_index": [k[1] for k in keys],
                                                             "strength": [k[2] for k in keys]},
-                   verb_refusal=lambda pipe, verb: "it is LTX-Video 0.9.0/0.9.1 (dynamic shifting): keyframes need "
+                   verb_refusal=lambda pipe, verb: f"it is LTX-Video 0.9.0/0.9.1 (dynamic shifting): {verb} needs "
                    "its condition pipeline, which runs on LTX-Video 0.9.5 and later"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else None),
         _diffusers("wan", "Wan", frames=FrameRule(4), size_multiple=16, fps=16,

@@ -180,8 +180,9 @@ def fit_to_verb(job, verb: Verb, backend):
     latent step continues the source's last), a loop LOOP_OVERLAP + 1 more (pipeline.loop_frames)."""
     if verb.source is not None and backend.family.name == "native":  # it resizes its output to any size
         job = replace(job, width=verb.source.width, height=verb.source.height)
-    if verb.extend:
-        job = replace(job, generated_frames=backend.frame_count(job.frames + 1))
+    if verb.extend:  # the native engine continues latents; an open family regenerates the source's tail first
+        extra = backend.family.extend_frames or 1
+        job = replace(job, generated_frames=backend.frame_count(job.frames + extra))
     if verb.loop:
         job = replace(job, generated_frames=backend.frame_count(job.frames + LOOP_OVERLAP + 1))
     return job

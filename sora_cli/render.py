@@ -173,6 +173,9 @@ def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=Non
     # The container carries the recipe as known when encoding starts; the sidecar adds the encode time.
     embedded = build_recipe(job, preset, backend, dict(timings), audio, output.suffix.lower(), verb)
     kept = iter_frames(verb.source.path) if verb.kept_frames else iter(())
+    if verb.kept_frames and (job.width, job.height) != (verb.source.width, verb.source.height):
+        frames = (fit_frames(chunk, verb.source.width, verb.source.height) for chunk in frames)
+        first = fit_frames(first, verb.source.width, verb.source.height)
     with VideoWriter(output, job.fps, {RECIPE_KEY: json.dumps(embedded)}, audio) as writer:
         for chunk in itertools.chain(kept, [first], frames):
             writer.write(chunk)
@@ -187,6 +190,14 @@ def render_to_file(backend, job: Job, preset: Preset, output: Path, progress=Non
     if sheet:
         write_png(sheet_path(output), sheet.image())
     return RenderResult(output, recipe)
+
+
+def fit_frames(chunk, width: int, height: int):
+    """uint8 frames (f, H, W, 3) resized (bicubic) to width x height: new frames joined to a source's."""
+    import numpy as np
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in chunk])
 
 
 def render_row(backend, row, settings: Preset, output: Path, job: Job, progress=None, warn=None) -> RowResult:

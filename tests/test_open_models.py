@@ -364,3 +364,30 @@ def test_first_and_last_keyframes_on_wan_flf2v_match_its_pipeline(cli, checkpoin
                                   "--keyframe", *bad, *args, "-o", wrong)
             assert code == 2 and message in stderr
         assert not wrong.exists()
+
+
+def test_extend_on_ltx_keeps_the_source_and_matches_its_condition_pipeline(cli, tmp_path):
+    import diffusers
+    from PIL import Image
+
+    from sora_cli.video import VideoWriter
+
+    folder = tiny_checkpoints.ltx(tmp_path / "ltx-0.9.5", dynamic_shifting=False)
+    source = tmp_path / "source.mkv"
+    frames = np.random.default_rng(1).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    with VideoWriter(source, 24) as writer:
+        writer.write(frames)
+    out = tmp_path / "longer.mkv"
+    code, _, stderr = cli("extend", source, "a cat surfing", "--model", folder, "--frames", 16, "--steps", 2,
+                          "--seed", 3, "-o", out, "-q")
+    assert code == 0, stderr
+    video = read_frames(out)
+    assert len(video) == 40 and np.array_equal(video[:24], frames)
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    reference = pipe(video=[[Image.fromarray(f) for f in frames[-17:]]], frame_index=[0], strength=[1.0],
+                     prompt="a cat surfing", negative_prompt="", height=32, width=32,
+                     num_frames=recipe["generated_frames"], frame_rate=24, num_inference_steps=2,
+                     guidance_scale=recipe["guidance"], generator=torch.Generator("cpu").manual_seed(3),
+                     output_type="np").frames[0] * 255
+    assert np.abs(video[24:].astype(np.float64) - reference[17:33]).mean() <= 1.0

@@ -13,6 +13,7 @@ from itertools import count
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ..device import noise_generator, pick_device, pick_dtype, torch_dtype
 from ..errors import UsageError
@@ -20,7 +21,7 @@ from ..families import Family, FrameRule, pipeline_family
 from ..job import Job
 from ..pipeline import deliver
 from ..registry import MODELS, check_options
-from ..video import Soundtrack
+from ..video import Soundtrack, tail_frames
 from ..weights import diffusers_folder, hub_folder
 from . import load_image, runtime
 from .schedulers import describe, scheduler_for
@@ -155,6 +156,10 @@ class DiffusersBackend:
         if verb is not None and verb.keyframes:  # in the form the family's keyframe pipeline takes them
             keys = [(load_image(k.image), k.frame(job.frames, job.fps), k.strength) for k in verb.all_keyframes()]
             kwargs.update(self.family.keyframe_arguments(self.pipe, keys, job.frames))
+        if verb is not None and verb.extend:  # the source's last frames condition the start; delivered after them
+            tail = [Image.fromarray(f) for f in tail_frames(verb.source.path, self.family.extend_frames)]
+            tail = [tail[0]] * (self.family.extend_frames - len(tail)) + tail
+            kwargs.update(video=[tail], frame_index=[0], strength=[1.0])
         if verb is not None and verb.strength is not None:  # the video sets the length
             del kwargs[self.family.frames_argument]
             kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)
@@ -198,8 +203,9 @@ class DiffusersBackend:
         if audio is not None:
             yield audio
         with torch.inference_mode():
+            skip = self.leading_frames + (self.family.extend_frames if verb is not None and verb.extend else 0)
             yield from deliver(stream_decode(pipe.vae, latents.latents, latents.timestep, self.family.decode),
-                               job.frames, progress, skip=self.leading_frames)
+                               job.frames, progress, skip=skip)
         pipe.maybe_free_model_hooks()
 
     def _pipeline_for(self, job: Job, verb=None):
