@@ -172,6 +172,14 @@ class DiffusionForcingWindows:
 SKYREELS_DF = DiffusionForcingWindows()
 
 
+def ltx2_conditions(keys: list) -> dict:
+    """LTX-2's condition pipeline takes each keyframe as a condition: the image, its frame index, its strength."""
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+    return {"conditions": [LTX2VideoCondition(frames=image, index=at, strength=strength)
+                           for image, at, strength in keys]}
+
+
 def first_and_last_frame(title: str, keys: list, frames: int, *, last: bool) -> dict:
     """An image-to-video pipeline's arguments: an image at frame 0 and, on a first-last-frame checkpoint (`last`),
     optionally one at the last frame; both exact."""
@@ -255,7 +263,9 @@ FAMILIES: dict[str, Family] = {
                    audio=lambda pipe: pipe.vocoder.config.output_sampling_rate, audio_parts=("audio_vae", "vocoder"),
                    # LTX-2.0's decoder pads reflecting, which needs latents of 2x2 at least (LTX-2.3's pads zeros)
                    min_side=lambda pipe: 64 if pipe.vae.config.get("decoder_spatial_padding_mode") == "reflect"
-                   else 32),
+                   else 32,
+                   verbs=("keyframes",), verb_pipelines={"keyframes": "LTX2ConditionPipeline"},
+                   keyframe_arguments=lambda pipe, keys, frames: ltx2_conditions(keys)),
         _diffusers("hunyuanvideo15", "HunyuanVideo 1.5", frames=FrameRule(4), size_multiple=16, fps=24,
                    pipelines={"t2v": ("HunyuanVideo15Pipeline",), "i2v": ("HunyuanVideo15ImageToVideoPipeline",)},
                    # it passes its own sigmas, which DPM-Solver++ does not take; FirstBlockCache and FasterCache

@@ -283,3 +283,18 @@ def test_models_list_shows_ltx2_with_its_presets(cli):
     rows = {line.split()[0]: line for line in stdout.splitlines()[1:]}
     assert "t2v, i2v" in rows["ltx-2"] and " 30 " in rows["ltx-2"] and " 3.0 " in rows["ltx-2"]
     assert " 8 " in rows["ltx-2-distilled"] and " 1.0 " in rows["ltx-2-distilled"]
+
+
+def test_keyframes_equal_its_condition_pipelines_frames_and_waveform(cli, folder, first_frame, tmp_path):
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+    from PIL import Image
+
+    second = tmp_path / "second.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(second)
+    out = tmp_path / "x.mkv"
+    recipe, _ = generate(cli, folder, out, "--frames", 17, "--keyframe", first_frame, "--keyframe", f"{second}:8:0.7")
+    assert [(k["at"], k["strength"]) for k in recipe["verb"]["keyframes"]] == [("0", 1.0), ("8", 0.7)]
+    conditions = [LTX2VideoCondition(frames=Image.open(first_frame).convert("RGB"), index=0, strength=1.0),
+                  LTX2VideoCondition(frames=Image.open(second).convert("RGB"), index=8, strength=0.7)]
+    frames, audio = reference(folder, recipe, "LTX2ConditionPipeline", conditions=conditions)
+    assert_same_video_and_sound(out, recipe, frames, audio)
