@@ -223,8 +223,8 @@ FAMILIES: dict[str, Family] = {
                    keyframe_arguments=lambda pipe, keys, frames: {"image": [k[0] for k in keys],
                                                             "frame_index": [k[1] for k in keys],
                                                             "strength": [k[2] for k in keys]},
-                   verb_refusal=lambda pipe, verb: f"it is LTX-Video 0.9.0/0.9.1 (dynamic shifting): {verb} needs "
-                   "its condition pipeline, which runs on LTX-Video 0.9.5 and later"
+                   verb_refusal=lambda pipe, verb: "it is LTX-Video 0.9.0/0.9.1 (dynamic shifting), and "
+                   "the condition pipeline this needs runs on LTX-Video 0.9.5 and later"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else None),
         _diffusers("wan", "Wan", frames=FrameRule(4), size_multiple=16, fps=16,
                    pipelines={"t2v": ("WanPipeline",), "i2v": ("WanImageToVideoPipeline",)},
