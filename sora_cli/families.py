@@ -102,8 +102,10 @@ class Family:
     verb_pipelines: dict[str, str] = field(default_factory=dict)
     # (loaded pipeline, verb) -> why this checkpoint of the family cannot do it (None: it can)
     verb_refusal: Callable[[object, str], str | None] | None = None
-    # extend: the source's last frames its extend pipeline reads as a conditioning video (delivered after them)
+    # extend: the source's last frames its extend pipeline reads (then renders again, and sora skips), and the
+    # arguments that hand them over (a list of PIL frames -> keyword arguments)
     extend_frames: int = 0
+    extend_arguments: Callable[[list], dict] | None = None
     # (loaded pipeline, keyframes [(PIL image, frame, strength)], frame count) -> its keyframe pipeline's arguments
     keyframe_arguments: Callable[[object, list, int], dict] | None = None
 
@@ -220,6 +222,7 @@ FAMILIES: dict[str, Family] = {
                    verbs=("extend", "keyframes"),
                    verb_pipelines={"extend": "LTXConditionPipeline", "keyframes": "LTXConditionPipeline"},
                    extend_frames=17,
+                   extend_arguments=lambda tail: {"video": [tail], "frame_index": [0], "strength": [1.0]},
                    keyframe_arguments=lambda pipe, keys, frames: {"image": [k[0] for k in keys],
                                                             "frame_index": [k[1] for k in keys],
                                                             "strength": [k[2] for k in keys]},
@@ -294,7 +297,11 @@ FAMILIES: dict[str, Family] = {
                    # flow-Euler refuses the integer timesteps of its per-frame step matrix
                    options={"sampler": ("auto", "unipc", "dpmpp_2m"), "shift": ANY}, decode="causal",
                    fps_argument="fps", i2v_from_t2v=lambda index: True, call_arguments=SKYREELS_DF.arguments,
-                   step_callbacks=SKYREELS_DF.step_callbacks, global_noise=True),  # addnoise: torch.randn_like
+                   step_callbacks=SKYREELS_DF.step_callbacks, global_noise=True,  # addnoise: torch.randn_like
+                   # extend: its video-to-video pipeline continues the source's last `overlap` frames
+                   verbs=("extend",), verb_pipelines={"extend": "SkyReelsV2DiffusionForcingVideoToVideoPipeline"},
+                   extend_frames=SKYREELS_DF.overlap,
+                   extend_arguments=lambda tail: {"video": tail, "overlap_history": len(tail)}),
         # SANA-Video: a linear-attention DiT over Wan's VAE, one checkpoint for both tasks. Its pipelines take
         # `frames` (not rounded: sora passes 4k+1) and by default snap the size to 480p aspect-ratio bins (most
         # sizes raise): sora renders the size asked. Its transformer takes no step cache (no cache hooks).

@@ -174,3 +174,33 @@ def test_the_models_are_listed(cli):
     for model in ("skyreels-v2-t2v-14b-540p", "skyreels-v2-i2v-14b-540p", "skyreels-v2-i2v-1.3b-540p",
                   "skyreels-v2-df-1.3b-540p", "skyreels-v2-df-14b-540p"):
         assert model in stdout
+
+
+def test_extend_on_diffusion_forcing_keeps_the_source_and_matches_its_video_to_video_pipeline(cli, folders,
+                                                                                             tmp_path):
+    import diffusers
+    from PIL import Image
+
+    from sora_cli.video import VideoWriter
+
+    source = tmp_path / "source.mkv"
+    frames = np.random.default_rng(2).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    with VideoWriter(source, 24) as writer:
+        writer.write(frames)
+    out = tmp_path / "longer.mkv"
+    code, _, stderr = cli("extend", source, "a cat surfing", "--model", folders["df"], "--frames", 8, "--steps", 2,
+                          "--shift", 8.0, "--seed", 4, "-o", out, "-q")
+    assert code == 0, stderr
+    video = read_frames(out)
+    assert len(video) == 32 and np.array_equal(video[:24], frames)
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["generated_frames"] == 25  # the 17 frames it continues, rendered again, and 8 new
+    pipe = diffusers.SkyReelsV2DiffusionForcingVideoToVideoPipeline.from_pipe(
+        diffusers.SkyReelsV2DiffusionForcingPipeline.from_pretrained(folders["df"]))
+    pipe.scheduler = diffusers.UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=8.0)
+    reference = pipe(video=[Image.fromarray(f) for f in frames[-17:]], overlap_history=17, prompt="a cat surfing",
+                     negative_prompt="", height=32, width=32, num_frames=25, num_inference_steps=2,
+                     guidance_scale=recipe["guidance"], fps=24, generator=torch.Generator("cpu").manual_seed(4),
+                     output_type="np", **recipe["pipeline_arguments"]).frames[0] * 255
+    assert len(reference) == 17 + 25  # what it was given, then what it decoded: the 17 again and the 8 new
+    assert np.abs(video[24:].astype(np.float64) - reference[34:]).mean() <= 1.0

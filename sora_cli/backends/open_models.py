@@ -156,14 +156,14 @@ class DiffusersBackend:
         if verb is not None and verb.keyframes:  # in the form the family's keyframe pipeline takes them
             keys = [(load_image(k.image), k.frame(job.frames, job.fps), k.strength) for k in verb.all_keyframes()]
             kwargs.update(self.family.keyframe_arguments(self.pipe, keys, job.frames))
-        if verb is not None and verb.extend:  # the source's last frames condition the start; delivered after them
-            tail = [Image.fromarray(f) for f in tail_frames(verb.source.path, self.family.extend_frames)]
-            tail = [tail[0]] * (self.family.extend_frames - len(tail)) + tail
-            kwargs.update(video=[tail], frame_index=[0], strength=[1.0])
         if verb is not None and verb.strength is not None:  # the video sets the length
             del kwargs[self.family.frames_argument]
             kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)
         kwargs.update(self.call_arguments(job))
+        if verb is not None and verb.extend:  # the source's last frames lead in; delivered after them (render)
+            tail = [Image.fromarray(f) for f in tail_frames(verb.source.path, self.family.extend_frames)]
+            tail = [tail[0]] * (self.family.extend_frames - len(tail)) + tail
+            kwargs.update(self.family.extend_arguments(tail))
         if self.family.guidance_in_guider:  # set on its guider for the call instead (_denoise)
             del kwargs["guidance_scale"]
         if job.image and self.family.i2v_size:  # it sizes the video from the image (fit_size said to what)
