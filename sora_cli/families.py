@@ -106,6 +106,9 @@ class Family:
     # arguments that hand them over (a list of PIL frames -> keyword arguments)
     extend_frames: int = 0
     extend_arguments: Callable[[list], dict] | None = None
+    # remix: (loaded pipeline, the source's frames as PIL images, strength, job) -> its remix pipeline's arguments
+    remix_arguments: Callable[[object, list, float, object], dict] = lambda pipe, frames, strength, job: {
+        "video": frames, "strength": strength}
     # (loaded pipeline, keyframes [(PIL image, frame, strength)], frame count) -> its keyframe pipeline's arguments
     keyframe_arguments: Callable[[object, list, int], dict] | None = None
 
@@ -174,6 +177,19 @@ class DiffusionForcingWindows:
 SKYREELS_DF = DiffusionForcingWindows()
 
 
+def ltx_remix(pipe, frames: list, strength: float, job) -> dict:
+    """LTX-Video's condition pipeline edits a video from its latents (the encoder's mode, normalised as the pipeline
+    normalises its own) noised to `denoise_strength`."""
+    import torch
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import retrieve_latents
+
+    video = pipe.video_processor.preprocess_video(frames, job.height, job.width)
+    with torch.inference_mode():
+        latents = retrieve_latents(pipe.vae.encode(video.to(pipe.vae.device, pipe.vae.dtype)), sample_mode="argmax")
+    return {"latents": pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std),
+            "denoise_strength": strength}
+
+
 def ltx2_conditions(keys: list) -> dict:
     """LTX-2's condition pipeline takes each keyframe as a condition: the image, its frame index, its strength."""
     from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
@@ -219,8 +235,10 @@ FAMILIES: dict[str, Family] = {
                    # LTX-Video 0.9.0/0.9.1 (dynamic shifting): the condition pipeline needs 0.9.5+
                    i2v_pipeline=lambda pipe: "LTXImageToVideoPipeline"
                    if pipe.scheduler.config.get("use_dynamic_shifting") else "LTXConditionPipeline",
-                   verbs=("extend", "keyframes"),
-                   verb_pipelines={"extend": "LTXConditionPipeline", "keyframes": "LTXConditionPipeline"},
+                   verbs=("extend", "remix", "keyframes"),
+                   verb_pipelines={"extend": "LTXConditionPipeline", "remix": "LTXConditionPipeline",
+                                   "keyframes": "LTXConditionPipeline"},
+                   remix_arguments=lambda pipe, frames, strength, job: ltx_remix(pipe, frames, strength, job),
                    extend_frames=17,
                    extend_arguments=lambda tail: {"video": [tail], "frame_index": [0], "strength": [1.0]},
                    keyframe_arguments=lambda pipe, keys, frames: {"image": [k[0] for k in keys],

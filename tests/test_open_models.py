@@ -391,3 +391,32 @@ def test_extend_on_ltx_keeps_the_source_and_matches_its_condition_pipeline(cli, 
                      guidance_scale=recipe["guidance"], generator=torch.Generator("cpu").manual_seed(3),
                      output_type="np").frames[0] * 255
     assert np.abs(video[24:].astype(np.float64) - reference[17:33]).mean() <= 1.0
+
+
+def test_remix_on_ltx_matches_its_condition_pipeline_editing_the_sources_latents(cli, tmp_path):
+    import diffusers
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import retrieve_latents
+    from PIL import Image
+
+    from sora_cli.video import VideoWriter
+
+    folder = tiny_checkpoints.ltx(tmp_path / "ltx-0.9.5", dynamic_shifting=False)
+    source = tmp_path / "source.mkv"
+    frames = np.random.default_rng(3).integers(0, 256, (17, 32, 32, 3), dtype=np.uint8)
+    with VideoWriter(source, 24) as writer:
+        writer.write(frames)
+    out = tmp_path / "x.mkv"
+    code, _, stderr = cli("remix", source, "a cat surfing", "--model", folder, "--strength", 0.5, "--steps", 4,
+                          "--seed", 6, "-o", out, "-q")
+    assert code == 0, stderr
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    video = pipe.video_processor.preprocess_video([Image.fromarray(f) for f in frames], 32, 32)
+    latents = pipe._normalize_latents(retrieve_latents(pipe.vae.encode(video), sample_mode="argmax"),
+                                      pipe.vae.latents_mean, pipe.vae.latents_std)
+    reference = pipe(latents=latents, denoise_strength=0.5, prompt="a cat surfing", negative_prompt="", height=32,
+                     width=32, num_frames=17, frame_rate=24, num_inference_steps=4, guidance_scale=recipe["guidance"],
+                     generator=torch.Generator("cpu").manual_seed(6), output_type="np").frames[0] * 255
+    result = read_frames(out).astype(np.float64)
+    assert np.abs(result - reference).mean() <= 1.0
+    assert np.abs(result - frames).mean() > 1.0  # it did re-render

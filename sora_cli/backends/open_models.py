@@ -8,6 +8,7 @@ video. Everything that differs between families is read from the family's record
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from itertools import count
 from pathlib import Path
@@ -156,9 +157,12 @@ class DiffusersBackend:
         if verb is not None and verb.keyframes:  # in the form the family's keyframe pipeline takes them
             keys = [(load_image(k.image), k.frame(job.frames, job.fps), k.strength) for k in verb.all_keyframes()]
             kwargs.update(self.family.keyframe_arguments(self.pipe, keys, job.frames))
-        if verb is not None and verb.strength is not None:  # the video sets the length
-            del kwargs[self.family.frames_argument]
-            kwargs.update(video=source_frames(verb.source.path, job.generated_frames), strength=verb.strength)
+        if verb is not None and verb.strength is not None:
+            remix = self._pipeline_for(job, verb)
+            if self.family.frames_argument not in inspect.signature(remix.__call__).parameters:
+                del kwargs[self.family.frames_argument]  # the video sets the length
+            frames = source_frames(verb.source.path, job.generated_frames)
+            kwargs.update(self.family.remix_arguments(remix, frames, verb.strength, job))
         kwargs.update(self.call_arguments(job))
         if verb is not None and verb.extend:  # the source's last frames lead in; delivered after them (render)
             tail = [Image.fromarray(f) for f in tail_frames(verb.source.path, self.family.extend_frames)]
@@ -310,8 +314,6 @@ def source_frames(path: Path, count: int) -> list:
 
 
 def _takes_step_callback(pipe) -> bool:
-    import inspect
-
     return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
 
 
