@@ -285,8 +285,10 @@ FAMILIES: dict[str, Family] = {
                    # LTX-2.0's decoder pads reflecting, which needs latents of 2x2 at least (LTX-2.3's pads zeros)
                    min_side=lambda pipe: 64 if pipe.vae.config.get("decoder_spatial_padding_mode") == "reflect"
                    else 32,
-                   verbs=("keyframes",), verb_pipelines={"keyframes": "LTX2ConditionPipeline"},
-                   keyframe_arguments=lambda pipe, keys, frames: ltx2_conditions(keys)),
+                   verbs=("extend", "keyframes"),
+                   verb_pipelines={"extend": "LTX2ConditionPipeline", "keyframes": "LTX2ConditionPipeline"},
+                   keyframe_arguments=lambda pipe, keys, frames: ltx2_conditions(keys),
+                   extend_frames=17, extend_arguments=lambda tail: ltx2_conditions([(tail, 0, 1.0)])),
         _diffusers("hunyuanvideo15", "HunyuanVideo 1.5", frames=FrameRule(4), size_multiple=16, fps=24,
                    pipelines={"t2v": ("HunyuanVideo15Pipeline",), "i2v": ("HunyuanVideo15ImageToVideoPipeline",)},
                    # it passes its own sigmas, which DPM-Solver++ does not take; FirstBlockCache and FasterCache

@@ -152,7 +152,7 @@ def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path 
         check_output(path, overwrite, contact_sheet)
     if verb.source is not None:  # the source's size, passed on snapped to the model's multiple, then restored
         preset = preset.with_overrides({"width": _round_up(verb.source.width), "height": _round_up(verb.source.height)})
-    check_verb(verb, FAMILIES[model_family(preset.model)], preset.model)
+    check_verb(verb, FAMILIES[model_family(preset.model)], preset.model, preset.audio)
     check_request(preset, verb)
     check_frames(verb, preset.frames, preset.fps)
     started = time.perf_counter()

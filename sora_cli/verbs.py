@@ -84,8 +84,9 @@ def check_strength(strength: float) -> float:
     return strength
 
 
-def check_verb(verb: Verb, family, model_id: str) -> None:
-    """One line naming the models that can, when this model's family cannot do a verb asked of it."""
+def check_verb(verb: Verb, family, model_id: str, audio: bool = False) -> None:
+    """One line naming the models that can, when this model's family cannot do a verb asked of it. A model with
+    sound extends silently only: its soundtrack would cover the frames it continues too, not the new ones alone."""
     from .families import FAMILIES
     from .registry import MODELS
 
@@ -94,6 +95,8 @@ def check_verb(verb: Verb, family, model_id: str) -> None:
             can = [m.id for m in MODELS.values() if name in FAMILIES[m.family].verbs]
             raise UsageError(f"{model_id} cannot {'do ' if name in ('keyframes', 'storyboard') else ''}{name}; "
                              f"models that can: {', '.join(can) or 'none'}")
+    if verb.extend and family.audio and audio:
+        raise UsageError(f"{model_id} extends without its soundtrack only: add --no-audio")
 
 
 def check_frames(verb: Verb, frames: int, fps: int) -> None:

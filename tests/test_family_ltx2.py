@@ -298,3 +298,29 @@ def test_keyframes_equal_its_condition_pipelines_frames_and_waveform(cli, folder
                   LTX2VideoCondition(frames=Image.open(second).convert("RGB"), index=8, strength=0.7)]
     frames, audio = reference(folder, recipe, "LTX2ConditionPipeline", conditions=conditions)
     assert_same_video_and_sound(out, recipe, frames, audio)
+
+
+def test_extend_keeps_the_source_and_equals_its_condition_pipelines_new_frames(cli, folder, tmp_path):
+    from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+    from PIL import Image
+
+    from sora_cli.video import VideoWriter
+
+    source = tmp_path / "source.mkv"
+    frames = np.random.default_rng(4).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    with VideoWriter(source, 24) as writer:
+        writer.write(frames)
+    out = tmp_path / "longer.mkv"
+    args = ("extend", source, PROMPT, "--model", folder, "--frames", 8, "--steps", 2, "--seed", 7, "-o", out, "-q")
+    code, _, stderr = cli(*args)
+    assert code == 2 and "extends without its soundtrack only: add --no-audio" in stderr and not out.exists()
+    code, _, stderr = cli(*args, "--no-audio")
+    assert code == 0, stderr
+    video = read_frames(out)
+    assert len(video) == 28 and np.array_equal(video[:20], frames) and read_audio(out) is None
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["generated_frames"] == 25  # the 17 frames it continues, rendered again, and 8 new
+    tail = [Image.fromarray(f) for f in frames[-17:]]
+    expected, _ = reference(folder, {**recipe, "frames": 25}, "LTX2ConditionPipeline",
+                            conditions=[LTX2VideoCondition(frames=tail, index=0, strength=1.0)])
+    assert np.abs(video[20:].astype(np.float64) - expected[17:]).mean() <= 1.0
