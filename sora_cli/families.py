@@ -201,8 +201,7 @@ def ltx2_conditions(keys: list) -> dict:
 def first_and_last_frame(title: str, keys: list, frames: int, *, last: bool) -> dict:
     """An image-to-video pipeline's arguments: an image at frame 0 and, on a first-last-frame checkpoint (`last`),
     optionally one at the last frame; both exact."""
-    at = sorted(((k[1], i) for i, k in enumerate(keys)))
-    at = [keys[i] for _, i in at]
+    at = sorted(keys, key=lambda k: k[1])
     fits = (1 <= len(at) <= 2 and at[0][1] == 0 and (len(at) == 1 or at[1][1] == frames - 1)
             and all(k[2] == 1.0 for k in keys))
     if not fits:

@@ -39,12 +39,6 @@ def extend_guide(model, tail: np.ndarray, job, device, dtype) -> Guide:
     return Guide(before=latents[:, :, -context:], warmup=latents)
 
 
-def remix_guide(model, frames: np.ndarray, strength: float, job, device, dtype) -> Guide:
-    """The source's latents, taken to noise level `strength` and denoised under the new prompt."""
-    padded = np.concatenate([frames, np.repeat(frames[-1:], job.generated_frames - len(frames), axis=0)])
-    return Guide(source=encode_frames(model, padded[: job.generated_frames], job, device, dtype), strength=strength)
-
-
 def image_latent(model, image: np.ndarray, index: int, job, device, dtype) -> torch.Tensor:
     """One image as the latent of latent step `index`: step 0 holds the first frame alone, every later step
     four frames (the image held still for them)."""
@@ -72,32 +66,22 @@ def storyboard_shots(verb) -> tuple[Shot, ...]:
     return tuple(Shot(keyframe_steps(first), s.prompt, s.cut) for s, first in zip(verb.shots, verb.shot_starts()))
 
 
-def load_image(path: str) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def guide_for(model, verb, job, device, dtype) -> Guide | None:
     """What the native windows read for a Verb (verbs.py); None for plain generation."""
-    from .video import iter_frames, tail_frames
+    from .backends import load_image
+    from .video import head_frames, tail_frames
 
     if not verb.names:
         return None
-    guide = Guide(loop=verb.loop, shots=storyboard_shots(verb) if verb.shots else ())
     if verb.extend:
         guide = extend_guide(model, tail_frames(verb.source.path, TAIL_FRAMES), job, device, dtype)
-        guide.loop, guide.shots = verb.loop, ()
-    if verb.strength is not None:
-        frames = []
-        for chunk in iter_frames(verb.source.path):
-            frames.extend(chunk[: job.generated_frames - len(frames)])
-            if len(frames) == job.generated_frames:
-                break
-        remix = remix_guide(model, np.stack(frames), verb.strength, job, device, dtype)
-        guide.source, guide.strength = remix.source, remix.strength
+    else:
+        guide = Guide(shots=storyboard_shots(verb))
+    guide.loop = verb.loop
+    if verb.strength is not None:  # remix: the source's latents, taken to noise level `strength`
+        guide.source = encode_frames(model, head_frames(verb.source.path, job.generated_frames), job, device, dtype)
+        guide.strength = verb.strength
     skipped = 1 + LOOP_OVERLAP if verb.loop else 0  # where a loop's cycle starts (pipeline.loop_frames)
-    keyframes = [(load_image(k.image), k.frame(job.frames, job.fps) + skipped, k.strength)
+    keyframes = [(np.asarray(load_image(k.image)), k.frame(job.frames, job.fps) + skipped, k.strength)
                  for k in verb.all_keyframes()]
     return keyframe_guide(model, keyframes, job, device, dtype, guide)

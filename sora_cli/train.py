@@ -442,12 +442,16 @@ class Trainer:
         r = self.recipe
         if self.step == 0:  # the model file holds stage 2's EMA weights (saved as the stage ended)
             shipped, _ = load_native(self.export(self.run.out / "stage2.safetensors"), "cpu", torch.float32)
-            self.model.load_state_dict(shipped.state_dict())
-            self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
+            self._start_from(shipped)
             self._saved = None
             self._fill_buffer(r.refine_buffer)
         self._denoise_stage(r.refine_steps, r.refine_lr, r.refine_warmup, r.refine_ema,
                             (r.refine_first_context, r.refine_known, r.refine_tail))
+
+    def _start_from(self, shipped: NativeVideoModel) -> None:
+        """These weights, with an EMA that starts at them."""
+        self.model.load_state_dict(shipped.state_dict())
+        self.ema = {k: v.detach().clone() for k, v in self._ema_source().items()}
 
     def _denoise_stage(self, steps: int, lr: float, warmup: int, ema: float, masks: tuple[float, float, float]):
         """Stages 2 and "refine": rectified flow on buffered windows with the given context masks."""
@@ -684,10 +688,9 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
     if trainer.run.exists():
         raise UsageError(f"{out} already holds a training run; choose another --out")
     trainer._set_params(replace(shipped.params, dit=replace(shipped.params.dit, anchor=recipe.anchor)))
-    trainer.model.load_state_dict(shipped.state_dict())
+    trainer._start_from(shipped)
     trainer.model.vae.eval().requires_grad_(False)
     trainer.stage, trainer.step = "refine" if recipe.refine_steps else "direction", 0
-    trainer.ema = {k: v.detach().clone() for k, v in trainer._ema_source().items()}
     trainer.checkpoint()
     return trainer.fit()
 

@@ -4,7 +4,7 @@ model loads; the backend turns a Verb into what its model conditions on (native_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .conditions import Keyframe, ShotSpec, SourceVideo, check_image, open_source, sha256
@@ -124,9 +124,13 @@ def from_record(block: dict | None, where: Path) -> Verb:
 
     verbs = block.get("verbs", [])
     source = None
-    if "source" in block:
-        same(block["source"]["file"], block["source"]["sha256"], "source video")
-        source = open_source(Path(block["source"]["file"]))
+    if "source" in block:  # opening it hashes it: compared with the recorded digest rather than hashed twice
+        recorded = block["source"]
+        if not Path(recorded["file"]).expanduser().is_file():
+            raise UsageError(f"{where}: the source video {recorded['file']} is gone")
+        source = open_source(Path(recorded["file"]))
+        if source.digest != recorded["sha256"]:
+            raise UsageError(f"{where}: the source video {recorded['file']} changed since (its SHA-256 differs)")
     keyframes = tuple(check_image(Keyframe(same(k["image"], k["sha256"], "keyframe image"), str(k["at"]),
                                            float(k["strength"]))) for k in block.get("keyframes", []))
     shots = tuple(ShotSpec(s["prompt"], int(s["frames"]),
@@ -134,7 +138,3 @@ def from_record(block: dict | None, where: Path) -> Verb:
                   for s in block.get("storyboard", []))
     return Verb(source, "extend" in verbs, bool(block.get("only_new", False)),
                 block.get("strength") if "remix" in verbs else None, keyframes, shots, bool(block.get("loop")))
-
-
-def with_source(verb: Verb, path: Path) -> Verb:
-    return replace(verb, source=open_source(path))

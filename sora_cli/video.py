@@ -166,6 +166,16 @@ def iter_frames(path: Path, chunk: int = 16):
             yield np.stack(frames)
 
 
+def head_frames(path: Path, count: int) -> np.ndarray:
+    """The first `count` frames, the last one repeated when the video is shorter; reads no further than them."""
+    frames: list = []
+    for chunk in iter_frames(path):
+        frames.extend(chunk[: count - len(frames)])
+        if len(frames) == count:
+            break
+    return np.stack(frames + [frames[-1]] * (count - len(frames)))
+
+
 def tail_frames(path: Path, count: int) -> np.ndarray:
     """The last `count` frames (fewer if the video is shorter), reading through it with flat memory."""
     from collections import deque

@@ -61,6 +61,18 @@ def first_frame(tmp_path_factory) -> Path:
     return path
 
 
+def random_video(path: Path, frames: int, *, seed: int, size: int = 32, fps: int = 24):
+    """A lossless .mkv of seeded noise frames (a source for the verbs); returns the frames (f, size, size, 3)."""
+    import numpy as np
+
+    from sora_cli.video import VideoWriter
+
+    video = np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    with VideoWriter(path, fps) as writer:
+        writer.write(video)
+    return video
+
+
 @pytest.fixture()
 def cli(capsys):
     """Runs `sora ARGS` in-process through the real entry point; returns (exit code, stdout, stderr)."""

@@ -15,7 +15,7 @@ from sora_cli.families import FAMILIES
 from sora_cli.registry import MODELS
 from sora_cli.video import audio_info, probe, read_audio, read_frames
 
-from .conftest import in_hub_cache
+from .conftest import in_hub_cache, random_video
 from .tiny_checkpoints.ltx2 import ltx2
 
 PROMPT = "a cat surfing a wave at sunset"
@@ -304,12 +304,8 @@ def test_extend_keeps_the_source_and_equals_its_condition_pipelines_new_frames(c
     from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
     from PIL import Image
 
-    from sora_cli.video import VideoWriter
-
     source = tmp_path / "source.mkv"
-    frames = np.random.default_rng(4).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
-    with VideoWriter(source, 24) as writer:
-        writer.write(frames)
+    frames = random_video(source, 20, seed=4)
     out = tmp_path / "longer.mkv"
     args = ("extend", source, PROMPT, "--model", folder, "--frames", 8, "--steps", 2, "--seed", 7, "-o", out, "-q")
     code, _, stderr = cli(*args)

@@ -13,7 +13,7 @@ import torch
 from sora_cli.families import FAMILIES, DiffusionForcingWindows
 from sora_cli.video import read_frames
 
-from .conftest import in_hub_cache
+from .conftest import in_hub_cache, random_video
 from .test_open_models import count_attention_calls
 from .tiny_checkpoints import skyreels_v2
 
@@ -181,12 +181,8 @@ def test_extend_on_diffusion_forcing_keeps_the_source_and_matches_its_video_to_v
     import diffusers
     from PIL import Image
 
-    from sora_cli.video import VideoWriter
-
     source = tmp_path / "source.mkv"
-    frames = np.random.default_rng(2).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
-    with VideoWriter(source, 24) as writer:
-        writer.write(frames)
+    frames = random_video(source, 24, seed=2)
     out = tmp_path / "longer.mkv"
     code, _, stderr = cli("extend", source, "a cat surfing", "--model", folders["df"], "--frames", 8, "--steps", 2,
                           "--shift", 8.0, "--seed", 4, "-o", out, "-q")

@@ -13,7 +13,7 @@ from sora_cli.families import FAMILIES
 from sora_cli.video import read_frames
 
 from . import tiny_checkpoints
-from .conftest import in_hub_cache
+from .conftest import in_hub_cache, random_video
 
 # family -> (width, height, frames asked for): small, and off the frame rule where the rule allows it
 REQUESTS = {
@@ -33,6 +33,13 @@ def checkpoints(tmp_path_factory):
     builders = {**tiny_checkpoints.BUILDERS, **tiny_checkpoints.I2V_BUILDERS}
     return {name: build(root / name) for name, build in builders.items()}
 
+
+
+def ltx_condition(folder):
+    """LTX-Video's condition pipeline on a text-to-video folder's components."""
+    import diffusers
+
+    return diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
 
 
 def reference_frames(folder, family: str, recipe: dict, pipeline: str | None = None) -> np.ndarray:
@@ -284,12 +291,8 @@ def test_remix_matches_the_families_video_to_video_pipeline(cli, checkpoints, tm
     import diffusers
     from PIL import Image
 
-    from sora_cli.video import VideoWriter
-
     source = tmp_path / "source.mkv"
-    frames = np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
-    with VideoWriter(source, 8) as writer:
-        writer.write(frames)
+    frames = random_video(source, 9, seed=0, fps=8)
     out = tmp_path / "x.mkv"
     code, _, stderr = cli("remix", source, "a cat surfing", "--model", checkpoints[family], "--strength", 0.6,
                           "--steps", 4, "--guidance", 4.0, "--seed", 5, "-o", out, "-q")
@@ -305,7 +308,6 @@ def test_remix_matches_the_families_video_to_video_pipeline(cli, checkpoints, tm
 
 
 def test_keyframes_on_ltx_match_its_condition_pipeline(cli, checkpoints, first_frame, tmp_path):
-    import diffusers
     from PIL import Image
 
     old = tmp_path / "old.mkv"  # 0.9.0/0.9.1: refused before anything is written
@@ -323,7 +325,7 @@ def test_keyframes_on_ltx_match_its_condition_pipeline(cli, checkpoints, first_f
     assert code == 0, stderr
     recipe = json.loads(out.with_suffix(".json").read_text())
     assert [k["at"] for k in recipe["verb"]["keyframes"]] == ["0", "8"]
-    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    pipe = ltx_condition(folder)
     reference = pipe(image=[Image.open(first_frame).convert("RGB"), Image.open(second).convert("RGB")],
                      frame_index=[0, 8], strength=[1.0, 0.8], prompt="a cat surfing", negative_prompt="",
                      height=32, width=32, num_frames=recipe["generated_frames"], frame_rate=24,
@@ -367,16 +369,11 @@ def test_first_and_last_keyframes_on_wan_flf2v_match_its_pipeline(cli, checkpoin
 
 
 def test_extend_on_ltx_keeps_the_source_and_matches_its_condition_pipeline(cli, tmp_path):
-    import diffusers
     from PIL import Image
-
-    from sora_cli.video import VideoWriter
 
     folder = tiny_checkpoints.ltx(tmp_path / "ltx-0.9.5", dynamic_shifting=False)
     source = tmp_path / "source.mkv"
-    frames = np.random.default_rng(1).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
-    with VideoWriter(source, 24) as writer:
-        writer.write(frames)
+    frames = random_video(source, 24, seed=1)
     out = tmp_path / "longer.mkv"
     code, _, stderr = cli("extend", source, "a cat surfing", "--model", folder, "--frames", 16, "--steps", 2,
                           "--seed", 3, "-o", out, "-q")
@@ -384,7 +381,7 @@ def test_extend_on_ltx_keeps_the_source_and_matches_its_condition_pipeline(cli, 
     video = read_frames(out)
     assert len(video) == 40 and np.array_equal(video[:24], frames)
     recipe = json.loads(out.with_suffix(".json").read_text())
-    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    pipe = ltx_condition(folder)
     reference = pipe(video=[[Image.fromarray(f) for f in frames[-17:]]], frame_index=[0], strength=[1.0],
                      prompt="a cat surfing", negative_prompt="", height=32, width=32,
                      num_frames=recipe["generated_frames"], frame_rate=24, num_inference_steps=2,
@@ -394,23 +391,18 @@ def test_extend_on_ltx_keeps_the_source_and_matches_its_condition_pipeline(cli, 
 
 
 def test_remix_on_ltx_matches_its_condition_pipeline_editing_the_sources_latents(cli, tmp_path):
-    import diffusers
     from diffusers.pipelines.ltx.pipeline_ltx_condition import retrieve_latents
     from PIL import Image
 
-    from sora_cli.video import VideoWriter
-
     folder = tiny_checkpoints.ltx(tmp_path / "ltx-0.9.5", dynamic_shifting=False)
     source = tmp_path / "source.mkv"
-    frames = np.random.default_rng(3).integers(0, 256, (17, 32, 32, 3), dtype=np.uint8)
-    with VideoWriter(source, 24) as writer:
-        writer.write(frames)
+    frames = random_video(source, 17, seed=3)
     out = tmp_path / "x.mkv"
     code, _, stderr = cli("remix", source, "a cat surfing", "--model", folder, "--strength", 0.5, "--steps", 4,
                           "--seed", 6, "-o", out, "-q")
     assert code == 0, stderr
     recipe = json.loads(out.with_suffix(".json").read_text())
-    pipe = diffusers.LTXConditionPipeline.from_pipe(diffusers.LTXPipeline.from_pretrained(folder))
+    pipe = ltx_condition(folder)
     video = pipe.video_processor.preprocess_video([Image.fromarray(f) for f in frames], 32, 32)
     latents = pipe._normalize_latents(retrieve_latents(pipe.vae.encode(video), sample_mode="argmax"),
                                       pipe.vae.latents_mean, pipe.vae.latents_std)

@@ -22,7 +22,7 @@ from ..families import Family, FrameRule, pipeline_family
 from ..job import Job
 from ..pipeline import deliver
 from ..registry import MODELS, check_options
-from ..video import Soundtrack, tail_frames
+from ..video import Soundtrack, head_frames, tail_frames
 from ..weights import diffusers_folder, hub_folder
 from . import load_image, runtime
 from .schedulers import describe, scheduler_for
@@ -161,7 +161,7 @@ class DiffusersBackend:
             remix = self._pipeline_for(job, verb)
             if self.family.frames_argument not in inspect.signature(remix.__call__).parameters:
                 del kwargs[self.family.frames_argument]  # the video sets the length
-            frames = source_frames(verb.source.path, job.generated_frames)
+            frames = [Image.fromarray(f) for f in head_frames(verb.source.path, job.generated_frames)]
             kwargs.update(self.family.remix_arguments(remix, frames, verb.strength, job))
         kwargs.update(self.call_arguments(job))
         if verb is not None and verb.extend:  # the source's last frames lead in; delivered after them (render)
@@ -296,21 +296,6 @@ class _StepCount:
     def update(self, n: int = 1) -> None:
         self.done += n
         self.progress("denoise", min(self.done, self.total), self.total)
-
-
-def source_frames(path: Path, count: int) -> list:
-    """The first `count` frames of a source video as PIL images (the last repeated if it is shorter), as
-    video-to-video pipelines take them."""
-    from PIL import Image
-
-    from ..video import iter_frames
-
-    frames = []
-    for chunk in iter_frames(path):
-        frames.extend(Image.fromarray(f) for f in chunk[: count - len(frames)])
-        if len(frames) == count:
-            break
-    return frames + [frames[-1]] * (count - len(frames))
 
 
 def _takes_step_callback(pipe) -> bool:
