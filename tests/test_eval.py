@@ -118,7 +118,7 @@ def test_the_checker_scores_the_worlds_clips_100_percent_through_the_encoded_pat
     draws = random_draws(16, seed=21)
     scenes = {seed: scene for scene, seed in draws}
 
-    def world_render(job, progress=None):  # the drawn scene at 64x64, upscaled as the model's output is
+    def world_render(job, progress=None, verb=None):  # the drawn scene at 64x64, upscaled as the model's output is
         clip = torch.from_numpy(render(scenes[job.seed], job.frames, fps=24)).permute(3, 0, 1, 2)[None]
         big = resize(clip.float() / 127.5 - 1, job.height, job.width)
         yield ((big[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).numpy()

@@ -38,8 +38,9 @@ class Backend(Protocol):
     def job_notes(self, job) -> list[str]:
         """Warnings about one job (e.g. its estimated memory and time on a CPU)."""
 
-    def render(self, job, progress: Progress | None = None) -> Iterator[np.ndarray]:
-        """Yields uint8 frames (f, H, W, 3), exactly job.frames in all."""
+    def render(self, job, progress: Progress | None = None, verb=None) -> Iterator[np.ndarray]:
+        """Yields uint8 frames (f, H, W, 3), exactly job.frames in all; `verb` (verbs.py, checked against the
+        family's record before loading) conditions them, None for plain generation."""
 
 
 def model_family(model_ref: str) -> str:

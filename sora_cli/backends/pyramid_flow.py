@@ -134,7 +134,7 @@ class PyramidFlowBackend:
         return Plan(latent_frames(job.generated_frames), job.height // 8, job.width // 8, (job.steps,) * 3,
                     (video_steps,) * 3, job.guidance, video_guidance)
 
-    def render(self, job: Job, progress=None):
+    def render(self, job: Job, progress=None, verb=None):  # no verbs: its family record declares none
         plan = self._plan(job)
         generator = noise_generator(job.seed)
         total, done = total_steps(plan, bool(job.image)), 0
