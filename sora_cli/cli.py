@@ -194,6 +194,25 @@ def batch(
 
 
 @app.command()
+@setting_flags(exclude=("image", "seed"))
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    data: Annotated[Path, typer.Option("--data", help="Folder for the job queue (jobs.sqlite), uploads, videos, recipes and manifest.jsonl.")] = Path("sora-serve"),
+    api_key: Annotated[Optional[str], typer.Option("--api-key", help="Require Authorization: Bearer KEY [default: $SORA_API_KEY, else none].", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Jobs rendered at once, each with its own copy of the model [default: one per CUDA GPU, else 1].")] = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Jobs waiting at most; more are answered 429.")] = 100,
+    max_upload: Annotated[int, typer.Option("--max-upload", help="Largest request body in MiB; larger is answered 413.")] = 64,
+    preset: PresetRef = None, debug: Debug = False, **settings,
+) -> None:
+    """Serve OpenAI's Videos API (/v1/videos) on this machine's model (extra sora-cli[serve])."""
+    from .serve.server import run_server
+
+    run_server(host=host, port=port, flags=_flags(**settings), preset_ref=preset, data=data, api_key=api_key,
+               workers=workers, max_queue=max_queue, max_upload_mb=max_upload)
+
+
+@app.command()
 def gallery(folder: Annotated[Path, typer.Argument(help="A folder of videos (a batch's --out).", show_default=False)]) -> None:
     """Write FOLDER/index.html: every video with its contact sheet, prompt and recipe, to look at in a browser."""
     from .gallery import build_gallery

@@ -108,9 +108,17 @@ def run_source_verb(
 ) -> RenderResult:
     """`sora extend` and `sora remix`: a video from a source video, at the source's size and frame rate."""
     _, preset, _ = resolve_request(preset_ref, flags, None)
-    verb = Verb(source=open_source(source))
-    fps = max(1, round(verb.source.fps))
-    frames = flags.get("frames")
+    preset, verb = source_verb(verb_name, open_source(source), preset, flags.get("frames"), seconds, only_new,
+                               strength)
+    return render_request(prompt, preset, verb, output, overwrite, progress, warn, contact_sheet)[0]
+
+
+def source_verb(verb_name: str, source, preset: Preset, frames: int | None = None, seconds: float | None = None,
+                only_new: bool = False, strength: float | None = None) -> tuple[Preset, Verb]:
+    """The settings and Verb of an extension (`frames` or `seconds` new ones) or a remix (the source's length
+    unless told) of an opened source video, at its frame rate."""
+    verb = Verb(source=source)
+    fps = max(1, round(source.fps))
     if seconds is not None:
         if frames is not None:
             raise UsageError("give the length as --seconds or --frames, not both")
@@ -121,9 +129,8 @@ def run_source_verb(
         verb = replace(verb, extend=True, only_new=only_new)
     else:
         verb = replace(verb, strength=check_strength(strength))
-        frames = frames or verb.source.frames
-    preset = preset.with_overrides({"fps": fps, **({"frames": frames} if frames else {})})
-    return render_request(prompt, preset, verb, output, overwrite, progress, warn, contact_sheet)[0]
+        frames = frames or source.frames
+    return preset.with_overrides({"fps": fps, **({"frames": frames} if frames else {})}), verb
 
 
 def resolve_request(preset_ref: str | None, flags: dict, from_path: Path | None) -> tuple[str | None, Preset, Verb]:
@@ -137,30 +144,21 @@ def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path 
                    warn, contact_sheet: bool = False, variations: int = 1) -> list[RenderResult]:
     """Checks everything it can, loads the model once and renders `variations` videos (seeds seed, seed + 1...),
     each `<stem>-<seed><ext>` when there are several."""
-    from .backends import backend_for, model_family
-    from .families import FAMILIES
+    from .backends import backend_for
 
-    prompt = check_prompt(prompt)
     if variations < 1:
         raise UsageError(f"--variations must be >= 1, got {variations}")
-    if preset.seed is None:
-        preset = preset.with_overrides({"seed": new_seed()})
+    prompt, preset = check_render(prompt, preset, verb)
     seeds = [preset.seed + i for i in range(variations)]
     output = output if output is not None else default_output(prompt, preset.seed)
     outputs = [output] if variations == 1 else [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
     for path in outputs:
         check_output(path, overwrite, contact_sheet)
-    if verb.source is not None:  # the source's size, passed on snapped to the model's multiple, then restored
-        preset = preset.with_overrides({"width": _round_up(verb.source.width), "height": _round_up(verb.source.height)})
-    check_verb(verb, FAMILIES[model_family(preset.model)], preset.model, preset.audio)
-    check_request(preset, verb)
-    check_frames(verb, preset.frames, preset.fps)
     started = time.perf_counter()
     backend = backend_for(preset)
     results = []
     for seed, path in zip(seeds, outputs):
-        job, job_notes = make_job(prompt, preset.with_overrides({"seed": seed}), backend, verb)
-        job = fit_to_verb(job, verb, backend)
+        job, job_notes = verb_job(prompt, preset.with_overrides({"seed": seed}), backend, verb)
         if seed == seeds[0]:
             for note in [*backend.notes, *job_notes, *backend.prompt_notes(prompt)]:
                 warn(note)
@@ -168,6 +166,29 @@ def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path 
                                       load_s=time.perf_counter() - started if not results else 0.0,
                                       contact_sheet=contact_sheet, warn=warn, verb=verb))
     return results
+
+
+def check_render(prompt: str | None, preset: Preset, verb: Verb) -> tuple[str, Preset]:
+    """What can be checked of one request before the model loads; returns the prompt and the settings with the
+    seed drawn (when none was given) and a source video's size (snapped up to 16 px, restored by fit_to_verb)."""
+    from .backends import model_family
+    from .families import FAMILIES
+
+    prompt = check_prompt(prompt)
+    if preset.seed is None:
+        preset = preset.with_overrides({"seed": new_seed()})
+    if verb.source is not None:
+        preset = preset.with_overrides({"width": _round_up(verb.source.width), "height": _round_up(verb.source.height)})
+    check_verb(verb, FAMILIES[model_family(preset.model)], preset.model, preset.audio)
+    check_request(preset, verb)
+    check_frames(verb, preset.frames, preset.fps)
+    return prompt, preset
+
+
+def verb_job(prompt: str, preset: Preset, backend, verb: Verb):
+    """The job (and its notes) a loaded backend renders for a checked request (check_render)."""
+    job, notes = make_job(prompt, preset, backend, verb)
+    return fit_to_verb(job, verb, backend), notes
 
 
 def _round_up(value: int, multiple: int = 16) -> int:
