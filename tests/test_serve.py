@@ -313,6 +313,7 @@ def test_kill_9_and_restart_loses_nothing(tmp_path):
     server = Server(tmp_path / "data", tmp_path / "home").start()
     try:
         client = server.client()
+        finished = client.videos.create_and_poll(prompt=LEFT, extra_body={"frames": 8, "seed": 9})
         running = client.videos.create(prompt=LEFT, extra_body={"frames": 480, "seed": 1})
         queued = [client.videos.create(prompt=LEFT, extra_body={"frames": 8 * (i + 1), "seed": i}) for i in range(3)]
         wait_running(client, running.id)
@@ -323,11 +324,14 @@ def test_kill_9_and_restart_loses_nothing(tmp_path):
             done = wait_for(client, video.id, timeout=300)
             assert done.status == "completed", done
             assert read_frames(server.data / f"{video.id}.mp4").shape[0] == frames
+        kept = tmp_path / "kept.mp4"
+        client.videos.download_content(finished.id).write_to_file(kept)  # still downloadable
+        assert read_frames(kept).shape[0] == 8
     finally:
         server.stop()
     rows = [json.loads(line) for line in (server.data / "manifest.jsonl").read_text().splitlines()]
     outputs = [r["output"] for r in rows if r.get("type") == "row" and r["status"] == "done"]
-    assert sorted(outputs) == sorted(f"{v.id}.mp4" for v in [running, *queued])  # each once
+    assert sorted(outputs) == sorted(f"{v.id}.mp4" for v in [finished, running, *queued])  # each once
     assert not list(server.data.glob(".*part*")) and not list(server.data.glob(".*.tmp"))
 
 
@@ -347,3 +351,27 @@ def test_non_local_host_needs_a_key(tmp_path):
                                                                                        "SORA_API_KEY": ""})
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "API key" in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_an_open_model_takes_input_reference_as_its_first_frame(tmp_path, first_frame):
+    """A diffusers image-to-video checkpoint (tiny Wan 2.1 I2V): input_reference is its first frame, and a
+    text-only request is refused before it is queued."""
+    from tests import tiny_checkpoints
+
+    folder = tiny_checkpoints.wan_i2v(tmp_path / "wan-i2v")
+    (tmp_path / "home").mkdir()
+    server = Server(tmp_path / "data", tmp_path / "home", "--model", str(folder), "--width", "32", "--height", "32",
+                    "--frames", "9", "--steps", "2", "--fps", "16").start()
+    try:
+        client = server.client()
+        with pytest.raises(openai.BadRequestError, match="image-to-video"):
+            client.videos.create(prompt="a cat surfing")
+        video = client.videos.create(prompt="a cat surfing", input_reference=first_frame.open("rb"),
+                                     model=str(folder), extra_body={"seed": 3})
+        video = wait_for(client, video.id)
+        assert video.status == "completed", video
+        recipe = json.loads((server.data / f"{video.id}.json").read_text())
+        assert recipe["image"].endswith(f"uploads/{video.id}-reference.png") and recipe["seed"] == 3
+        assert read_frames(server.data / f"{video.id}.mp4").shape == (9, 32, 32, 3)
+    finally:
+        server.stop()
