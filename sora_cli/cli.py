@@ -27,7 +27,9 @@ def setting_option(name: str, help: str | None = None):
     so the preset decides."""
     setting = SETTINGS[name]
     decls = [f"{setting.flag}/--no-{setting.flag[2:]}"] if setting.kind is bool else [setting.flag]
-    return Annotated[Optional[setting.kind], typer.Option(*decls, help=help or setting.help, show_default=False)]
+    kind = list[str] if setting.kind is tuple else setting.kind  # a list setting's flag repeats
+    metavar = {"metavar": "REF[:SCALE[:EXPERT]]"} if setting.kind is tuple else {}
+    return Annotated[Optional[kind], typer.Option(*decls, help=help or setting.help, show_default=False, **metavar)]
 
 
 def setting_flags(*, where: str = "flag", exclude: tuple[str, ...] = (), help: dict | None = None,
@@ -327,11 +329,13 @@ def models_list(json_: Annotated[bool, typer.Option("--json", help="Print JSON."
 
 
 @models_app.command("pull")
-def models_pull(model_id: Annotated[str, typer.Argument(help="A model id from sora models list.", show_default=False)]) -> None:
-    """Download a model's weights into the Hugging Face cache (HF_HOME; HF_TOKEN for gated repos), with progress."""
+def models_pull(model_id: Annotated[str, typer.Argument(help="A model id from sora models list, or a hub LoRA (owner/repo[/file.safetensors]).", show_default=False)]) -> None:
+    """Download a model's weights (or a LoRA) into the Hugging Face cache (HF_HOME; HF_TOKEN for gated repos)."""
+    from .lora import HUB_ID, pull_lora
+    from .registry import MODELS
     from .weights import pull_model
 
-    print(pull_model(model_id))
+    print(pull_model(model_id) if model_id in MODELS or not HUB_ID.fullmatch(model_id) else pull_lora(model_id))
 
 
 @models_app.command("convert")

@@ -15,6 +15,7 @@ from .contact_sheet import SheetCollector, sheet_path, write_png
 from .errors import RenderError, UsageError
 from .families import FAMILIES
 from .job import Job
+from .lora import record as lora_record
 from .manifest import RowResult, file_digest
 from .presets import Preset
 from .recipe import package_versions, sidecar_path, slugify
@@ -128,6 +129,7 @@ def build_recipe(job: Job, preset: Preset, backend, timings: dict, audio: Soundt
     """Every setting as it ran (the job's for one video, the preset's for the rest; what the backend resolved
     over both), the soundtrack written, versions and timings."""
     settings = {s.key: getattr(job, n) if n in ROW_SETTINGS else getattr(preset, n) for n, s in SETTINGS.items()}
+    settings["loras"] = [lora_record(spec) for spec in job.loras]  # each file with its SHA-256 (--from checks it)
     return {
         "prompt": job.prompt, **settings, "generated_frames": job.generated_frames, "preset": preset.name,
         "model": backend.model_id, "device": backend.device, "dtype": backend.dtype, "compile": backend.compiled,

@@ -8,10 +8,12 @@ and `sora presets list` must start fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .device import DEVICES, DTYPE_ALIASES, DTYPES
+from .lora import check_loras
 
 # where a setting may appear
 FLAG, PRESET, ROW, RECIPE = "flag", "preset", "row", "recipe"
@@ -39,10 +41,12 @@ class Setting:
     where: frozenset = EVERYWHERE
     recipe_key: str | None = None  # the recipe's name for it, when not `name`
     universal: bool = True  # every model honours it; otherwise its family says (families.py)
+    convert: Callable[[Any], Any] | None = None  # a list-valued setting's own check (its kind is tuple)
+    flag_name: str | None = None  # when the flag is not --name (a repeatable flag is singular)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
     @property
     def key(self) -> str:
@@ -55,6 +59,8 @@ class Setting:
             if self.nullable:
                 return None
             raise ValueError(f"{name} may not be empty")
+        if self.convert is not None:
+            return self.convert(value)
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
@@ -115,6 +121,9 @@ SETTINGS: dict[str, Setting] = _settings(
             "full passes (5).", nullable=True, low=0.0, high=10.0, where=frozenset({FLAG, PRESET, RECIPE}),
             universal=False),
     Setting("image", str, None, "Image-to-video: the first frame (models with the i2v task).", nullable=True),
+    Setting("loras", tuple, (), "LoRA REF[:SCALE[:EXPERT]], repeatable: a .safetensors file or a hub id "
+            "(owner/repo[/file.safetensors]); SCALE default 1; EXPERT high or low for one of Wan 2.2's two "
+            "(default both).", universal=False, convert=check_loras, flag_name="lora"),
     Setting("audio", bool, True, "Keep the soundtrack of a model that makes sound (--no-audio drops it).",
             where=EVERYWHERE),
 )
@@ -136,6 +145,8 @@ def parse_text_value(name: str, text: str) -> Any:
     kind = SETTINGS[name].kind if name in SETTINGS else str
     if text == "" or kind is str:
         return text if kind is str else None
+    if kind is tuple:  # a list in one cell: items separated by ';'
+        return [item.strip() for item in text.split(";") if item.strip()]
     try:
         if kind is bool:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):

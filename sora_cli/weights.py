@@ -104,8 +104,9 @@ def hub_cache() -> str:
     return constants.HF_HUB_CACHE
 
 
-def hub_folder(repo: str, revision: str | None, marker: str = "model_index.json") -> Path | None:
-    """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled (no `marker`)."""
+def hub_folder(repo: str, revision: str | None, marker: str | None = "model_index.json") -> Path | None:
+    """The cached snapshot of a hub repo (HF_HOME respected), or None when it has not been pulled (no `marker`;
+    None: any snapshot)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -113,7 +114,7 @@ def hub_folder(repo: str, revision: str | None, marker: str = "model_index.json"
         folder = Path(snapshot_download(repo, revision=revision, local_files_only=True, cache_dir=hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         return None
-    return folder if (folder / marker).is_file() else None
+    return folder if marker is None or (folder / marker).is_file() else None
 
 
 def pull(repo: str, revision: str | None, ignore: list[str] = HUB_IGNORE, allow: list[str] | None = None) -> Path:

@@ -25,6 +25,7 @@ from ..registry import MODELS, check_options
 from ..video import Soundtrack, head_frames, tail_frames
 from ..weights import diffusers_folder, hub_folder
 from . import load_image, runtime
+from .loras import LoraSet
 from .schedulers import describe, scheduler_for
 from .stream_decode import stream_decode
 
@@ -50,6 +51,7 @@ class DiffusersBackend:
         self.own_scheduler = pipe.scheduler
         self.leading_frames = family.leading_frames(pipe) if "i2v" in tasks and family.leading_frames else 0
         self.min_side = max(multiple, family.min_side(pipe)) if family.min_side else multiple
+        self.loras = LoraSet(pipe, model_id)
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
@@ -127,6 +129,7 @@ class DiffusersBackend:
     def job_notes(self, job: Job) -> list[str]:
         """Before the run: a step count its schedule cannot take (refused), and on a CPU or a Mac what a long run
         will cost, so nobody waits an hour by surprise."""
+        self.loras.prepare(job.loras)  # a LoRA that does not fit is refused here, before any render
         terminal = scheduler_for(self.own_scheduler, job.sampler, job.shift).config.get("shift_terminal")
         if terminal and job.steps < 2:  # one step stretched to end at `terminal` is 0/0: a video of NaNs
             raise UsageError(f"{self.model_id} takes at least 2 steps: its schedule is stretched to end at sigma "
@@ -199,6 +202,8 @@ class DiffusersBackend:
         """Yields the soundtrack first when the family makes one, then the frames as they are decoded."""
         check_options({"sampler": job.sampler, "shift": job.shift}, self.family, self.model_id)
         pipe = self._pipeline_for(job, verb)
+        self.loras.prepare(job.loras)
+        self.loras.apply(job.loras)
         pipe.scheduler = scheduler_for(self.own_scheduler, job.sampler, job.shift)
         self.runtime.update(describe(pipe.scheduler))
         if extra := self.call_arguments(job):  # recorded: the recipe says how the pipeline was called

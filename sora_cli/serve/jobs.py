@@ -21,8 +21,8 @@ from ..verbs import Verb
 from . import ApiError
 
 OPENAI_MODELS = re.compile(r"sora-2(-pro)?(-\d{4}-\d{2}-\d{2})?")  # OpenAI's names: the server's own model
-# sora settings a body may add (recorded in the recipe); `image` would name a file on this machine: never
-EXTRA_SETTINGS = tuple(n for n in ROW_SETTINGS if n != "image")
+# sora settings a body may add (recorded in the recipe); `image` and `loras` would name files here: never
+EXTRA_SETTINGS = tuple(n for n in ROW_SETTINGS if n not in ("image", "loras"))
 FIELDS = {  # the API's own fields per endpoint
     "create": ("prompt", "model", "seconds", "size", "input_reference"),
     "remix": ("prompt", "model", "strength"),
