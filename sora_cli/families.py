@@ -137,6 +137,7 @@ class Family:
 def _diffusers(name: str, title: str, *, caches: tuple[str, ...] = (), **record) -> Family:
     """A diffusers family: offload, VAE tiling and its step caches on top of what its record says."""
     options = {"offload": ANY, "vae_tiling": ANY, "cache": ("none", *caches), "cache_threshold": ANY, "loras": ANY,
+               "quantize": ANY, "transformer": ANY,
                **record.pop("options", {})}
     return Family(name, title, "sora_cli.backends.open_models:DiffusersBackend", options=options, **record)
 

@@ -23,6 +23,7 @@ RUNTIME = frozenset({FLAG, PRESET})  # how the model loads and runs: once per pr
 SAMPLERS = ("euler", "heun", "dpmpp_2m", "unipc", "auto")
 OFFLOAD = ("auto", "none", "model", "sequential", "group")
 CACHES = ("none", "first-block", "taylorseer", "pab", "faster")
+QUANTIZE = ("none", "int8", "fp8", "nf4")
 MAX_SIZE = 2048
 MAX_FRAMES = 100_000
 
@@ -114,6 +115,12 @@ SETTINGS: dict[str, Setting] = _settings(
             "whole model on the GPU when it fits).", choices=OFFLOAD, where=RUNTIME, universal=False),
     Setting("vae_tiling", bool, None, "Open models: decode in spatial tiles (default: on when offloaded).",
             nullable=True, where=RUNTIME, universal=False),
+    Setting("quantize", str, "none", "Open models: none, int8 or fp8 (weight-only, torchao; any device) or nf4 "
+            "(bitsandbytes, CUDA only) for the transformer, and the text encoders over 1 B parameters.",
+            choices=QUANTIZE, where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
+    Setting("transformer", str, None, "Open models: a .gguf transformer file (as shared for Wan, HunyuanVideo, LTX) "
+            "that replaces the model's own; the rest comes from --model.", nullable=True,
+            where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
     Setting("cache", str, "none", "Open models: none, first-block, taylorseer, pab or faster (reuse transformer "
             "work between steps: faster, lossy).", choices=CACHES, where=frozenset({FLAG, PRESET, RECIPE}),
             universal=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Protocol
@@ -12,6 +13,8 @@ from ..errors import UsageError
 from ..settings import ROW, SETTINGS
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+# torchao, which diffusers imports when it is installed, registers enums that torch warns about on every start
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 class Backend(Protocol):

@@ -26,6 +26,7 @@ from ..video import Soundtrack, head_frames, tail_frames
 from ..weights import diffusers_folder, hub_folder
 from . import load_image, runtime
 from .loras import LoraSet
+from .quantize import check_quantize, load_arguments, quantize_loaded, quantized_gb
 from .schedulers import describe, scheduler_for
 from .stream_decode import stream_decode
 
@@ -55,8 +56,8 @@ class DiffusersBackend:
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
-             vae_tiling: bool | None = None, cache: str = "none", cache_threshold: float | None = None
-             ) -> DiffusersBackend:
+             vae_tiling: bool | None = None, cache: str = "none", cache_threshold: float | None = None,
+             quantize: str = "none", transformer: str | None = None) -> DiffusersBackend:
         import diffusers
         import transformers
 
@@ -66,22 +67,27 @@ class DiffusersBackend:
         warnings.filterwarnings("ignore", message="In CPU autocast")  # Mochi asks for fp32 autocast on purpose
         device = pick_device(device)
         dtype = pick_dtype(dtype, device)
+        check_quantize(quantize, transformer, device)
         folder, rule, multiple = _resolve(model_ref)
-        dtype_bytes = torch_dtype(dtype).itemsize
-        needed, total = runtime.weights_gb(folder, dtype_bytes), runtime.memory_gb()
-        if device != "cuda" and offload in ("auto", "none") and total is not None and needed > total:
-            raise UsageError(f"{model_ref} needs about {needed:.0f} GB for its weights in {dtype}; this machine has "
-                             f"{total:.0f} GB of memory")
         index = diffusers_folder(folder)
+        dtype_bytes = torch_dtype(dtype).itemsize
+        needed = quantized_gb(folder, index, dtype_bytes, quantize, transformer)
+        total = runtime.memory_gb()
+        if device != "cuda" and offload in ("auto", "none") and total is not None and needed > total:
+            raise UsageError(f"{model_ref} needs about {needed:.0f} GB for its weights in {dtype}"
+                             f"{'' if quantize == 'none' else ' with ' + quantize}; this machine has {total:.0f} GB of "
+                             "memory" + ("" if quantize != "none" or transformer else " (--quantize int8 halves it)"))
         family, task = pipeline_family(index["_class_name"])
         if family.audio:
             _check_audio_parts(folder, index, family)
         try:
             pipe = getattr(diffusers, index["_class_name"]).from_pretrained(
-                folder, dtype=torch_dtype(dtype), use_safetensors=True, local_files_only=True)
+                folder, dtype=torch_dtype(dtype), use_safetensors=True, local_files_only=True,
+                **load_arguments(folder, index, quantize, transformer, torch_dtype(dtype)))
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{folder} is not a complete {family.title} checkpoint ({first})") from None
+        quantize_loaded(pipe, quantize)
         pipe.set_progress_bar_config(disable=True)
         spec = MODELS.get(model_ref)
         offload = runtime.place(pipe, device=device, offload=offload, vram_gb=spec.vram_gb if spec else None,
@@ -97,6 +103,7 @@ class DiffusersBackend:
         if spec is None:  # a local folder: its own VAE and patch say what sizes it takes
             multiple = max(multiple, _size_multiple(pipe))
         ran = {"offload": offload, "vae_tiling": bool(getattr(pipe.vae, "use_tiling", False)), "cache": cache,
+               "weights_gb": round(needed, 3),
                "cache_threshold": cache_threshold, **describe(pipe.scheduler)}
         return cls(pipe, family, model_ref, device, dtype, rule=rule, multiple=multiple,
                    tasks=_tasks(family, task, index, spec), compiled=compiled, weights_gb=needed, runtime=ran,

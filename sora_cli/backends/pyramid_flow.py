@@ -41,8 +41,8 @@ class PyramidFlowBackend:
 
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
-             vae_tiling: bool | None = None, cache: str = "none", cache_threshold: float | None = None
-             ) -> PyramidFlowBackend:
+             vae_tiling: bool | None = None, cache: str = "none", cache_threshold: float | None = None,
+             **refused) -> PyramidFlowBackend:  # the rest (quantize...) were checked at their defaults
         import diffusers
         import transformers
 
