@@ -1,4 +1,5 @@
-"""`make bench`: start-up, sampler step time, render time and memory by length, extension, torch.compile on CPU.
+"""`make bench`: start-up, sampler step time, render time and memory by length, extension, torch.compile on CPU,
+the open models against their pipelines, weight memory per --quantize.
 
 Every figure is a ratio measured in one run on this machine, so a noisy shared machine still compares like with
 like. Render times are wall-clock of the whole `sora generate` process, start-up included.
@@ -266,10 +267,39 @@ def open_models_hunyuanvideo15() -> dict:
         return {"hunyuanvideo15": _against_the_pipeline(folder, job, {}, tmp, rounds=3)}
 
 
+# Wan, 512 wide (8 heads of 64), feed-forward 2048, 13 blocks: 55 M parameters in the transformer
+QUANT_BENCH = dict(num_attention_heads=8, attention_head_dim=64, ffn_dim=2048, num_layers=13, text_dim=32)
+
+
+def quantized_weights() -> dict:
+    """The transformer's weight memory as loaded with each --quantize (measured on the loaded tensors, torchao's
+    included), and what sora estimates before loading (the memory check and auto-offload use it)."""
+    from sora_cli.backends.open_models import DiffusersBackend
+    from sora_cli.backends.quantize import weight_bytes
+
+    tiny_checkpoints, _ = _tiny_checkpoints()
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = tiny_checkpoints.wan(Path(tmp) / "wan", transformer_overrides=QUANT_BENCH)
+        for dtype in ("float32", "bfloat16"):
+            for quantize in ("none", "int8", "fp8"):
+                backend = DiffusersBackend.load(str(folder), device="cpu", dtype=dtype, compile=False,
+                                                quantize=quantize)
+                held = weight_bytes(backend.pipe.transformer) / 2**20
+                out[f"{dtype}_{quantize}"] = {"transformer_mb": round(held, 1),
+                                              "estimated_weights_mb": round(backend.weights_gb * 1024, 1)}
+            out["parameters_m"] = round(sum(p.numel() for p in backend.pipe.transformer.parameters()) / 1e6, 1)
+            for quantize in ("int8", "fp8"):
+                out[f"{dtype}_{quantize}_over_{dtype}"] = round(out[f"{dtype}_{quantize}"]["transformer_mb"]
+                                                               / out[f"{dtype}_none"]["transformer_mb"], 3)
+    return out
+
+
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
                         ("extension", extension),
                         ("compile_on_cpu", compile_on_cpu), ("open_models", open_models),
                         ("open_models_with_sound", open_models_with_sound),
-                        ("open_models_hunyuanvideo15", open_models_hunyuanvideo15)):
+                        ("open_models_hunyuanvideo15", open_models_hunyuanvideo15),
+                        ("quantized_weights", quantized_weights)):
         print(json.dumps({name: bench()}), flush=True)
