@@ -74,6 +74,9 @@ def run_batch(
             check_target(output, overwrite or resume)
             plans.append((row, settings, output))
     shared = preset.with_overrides(cli)  # the model and how it runs are the batch's, not a row's
+    if shared.gpus > 1:
+        raise UsageError("--gpus splits one video over GPUs (sora generate, extend, remix); a batch uses every GPU "
+                         "with --executor ray, one row per GPU")
     if executor not in ("local", "ray"):
         raise UsageError(f"unknown executor '{executor}'; valid: local, ray")
     if executor == "ray":

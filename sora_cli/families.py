@@ -47,6 +47,8 @@ ANY = None  # an honoured setting that takes any valid value
 # sora's samplers as diffusers flow-matching schedulers (backends/schedulers.py), where a family's pipeline
 # accepts them (a test renders each one on the family's tiny checkpoint)
 FLOW_SAMPLERS = ("auto", "euler", "unipc", "dpmpp_2m")
+# one video over several GPUs: the families whose diffusers transformer declares a context-parallel plan
+SPLITS = {"gpus": ANY, "parallel": ANY}
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class Family:
         "video": frames, "strength": strength}
     # (loaded pipeline, keyframes [(PIL image, frame, strength)], frame count) -> its keyframe pipeline's arguments
     keyframe_arguments: Callable[[object, list, int], dict] | None = None
+    # one video over several GPUs (--gpus): a context-parallel plan of sora's where diffusers' own (the
+    # transformer's _cp_plan) does not run, and the attention modules that stay whole on every rank
+    split_plan: Callable[[], dict] | None = None
+    unsplit_attention: tuple[str, ...] = ()
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -132,6 +138,17 @@ class Family:
     def task_of(self, class_name: str) -> str | None:
         """The task a pipeline class does for this family (None: not one of its pipelines)."""
         return next((task for task, names in self.pipelines.items() if class_name in names), None)
+
+
+def ltx_split_plan() -> dict:
+    """LTX-Video's video tokens and their rotary embedding split over the ranks, gathered after the last layer."""
+    from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
+
+    split = {"split_dim": 1, "expected_dims": 3}
+    return {"": {"hidden_states": ContextParallelInput(**split, split_output=False)},
+            "rope": {0: ContextParallelInput(**split, split_output=True),
+                     1: ContextParallelInput(**split, split_output=True)},
+            "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3)}
 
 
 def _diffusers(name: str, title: str, *, caches: tuple[str, ...] = (), **record) -> Family:
@@ -229,7 +246,7 @@ FAMILIES: dict[str, Family] = {
                hub_marker="causal_video_vae/config.json"),
         _diffusers("ltx-video", "LTX-Video", frames=FrameRule(8), size_multiple=32, fps=24,
                    pipelines={"t2v": ("LTXPipeline",), "i2v": ("LTXConditionPipeline", "LTXImageToVideoPipeline")},
-                   options={"sampler": ("auto", "euler", "unipc")}, caches=("first-block", "pab"),
+                   options={"sampler": ("auto", "euler", "unipc"), **SPLITS}, caches=("first-block", "pab"),
                    decode="temporal-tiles", fps_argument="frame_rate",
                    i2v_from_t2v=lambda index: True,  # the condition pipeline runs on the text-to-video weights
                    # LTX-Video 0.9.0/0.9.1 (dynamic shifting): the condition pipeline needs 0.9.5+
@@ -246,10 +263,14 @@ FAMILIES: dict[str, Family] = {
                                                             "strength": [k[2] for k in keys]},
                    verb_refusal=lambda pipe, verb: "it is LTX-Video 0.9.0/0.9.1 (dynamic shifting), and "
                    "the condition pipeline this needs runs on LTX-Video 0.9.5 and later"
-                   if pipe.scheduler.config.get("use_dynamic_shifting") else None),
+                   if pipe.scheduler.config.get("use_dynamic_shifting") else None,
+                   # diffusers' plan also splits the prompt and its mask, which Ulysses attention does not
+                   # gather back (0.42): split the video tokens alone, and attend to the whole prompt locally
+                   split_plan=lambda: ltx_split_plan(), unsplit_attention=("attn2",)),
         _diffusers("wan", "Wan", frames=FrameRule(4), size_multiple=16, fps=16,
                    pipelines={"t2v": ("WanPipeline",), "i2v": ("WanImageToVideoPipeline",)},
-                   options={"sampler": FLOW_SAMPLERS, "shift": ANY}, caches=("first-block", "pab"), decode="causal",
+                   options={"sampler": FLOW_SAMPLERS, "shift": ANY, **SPLITS}, caches=("first-block", "pab"),
+                   decode="causal",
                    # Wan 2.2 TI2V-5B conditions by timestep: its text-to-video weights take a first frame
                    i2v_from_t2v=lambda index: bool(index.get("expand_timesteps")),
                    verbs=("remix", "keyframes"),

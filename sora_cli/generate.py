@@ -154,6 +154,11 @@ def render_request(prompt: str | None, preset: Preset, verb: Verb, output: Path 
     outputs = [output] if variations == 1 else [output.with_name(f"{output.stem}-{s}{output.suffix}") for s in seeds]
     for path in outputs:
         check_output(path, overwrite, contact_sheet)
+    if preset.gpus > 1:  # worker processes, one per GPU, render each video together
+        from .parallel import SplitTask, render_split
+
+        return render_split([SplitTask(prompt, preset.with_overrides({"seed": s}), verb, path, contact_sheet)
+                             for s, path in zip(seeds, outputs)], preset.gpus, progress, warn)
     started = time.perf_counter()
     backend = backend_for(preset)
     results = []

@@ -24,6 +24,8 @@ SAMPLERS = ("euler", "heun", "dpmpp_2m", "unipc", "auto")
 OFFLOAD = ("auto", "none", "model", "sequential", "group")
 CACHES = ("none", "first-block", "taylorseer", "pab", "faster")
 QUANTIZE = ("none", "int8", "fp8", "nf4")
+PARALLEL = ("ulysses", "ring")
+MAX_GPUS = 64
 MAX_SIZE = 2048
 MAX_FRAMES = 100_000
 
@@ -120,6 +122,12 @@ SETTINGS: dict[str, Setting] = _settings(
             choices=QUANTIZE, where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
     Setting("transformer", str, None, "Open models: a .gguf transformer file (as shared for Wan, HunyuanVideo, LTX) "
             "that replaces the model's own; the rest comes from --model.", nullable=True,
+            where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
+    Setting("gpus", int, 1, "Open models whose transformer splits (Wan, LTX-Video, LTX-2): one video over this "
+            "many GPUs of this machine (context parallelism; sora starts the workers).", low=1, high=MAX_GPUS,
+            where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
+    Setting("parallel", str, "ulysses", "With --gpus: ulysses (all-to-all of heads; the heads must divide by "
+            "--gpus) or ring (keys and values passed around).", choices=PARALLEL,
             where=frozenset({FLAG, PRESET, RECIPE}), universal=False),
     Setting("cache", str, "none", "Open models: none, first-block, taylorseer, pab or faster (reuse transformer "
             "work between steps: faster, lossy).", choices=CACHES, where=frozenset({FLAG, PRESET, RECIPE}),

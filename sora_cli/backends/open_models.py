@@ -57,7 +57,8 @@ class DiffusersBackend:
     @classmethod
     def load(cls, model_ref: str, *, device: str, dtype: str, compile: bool | None, offload: str = "auto",
              vae_tiling: bool | None = None, cache: str = "none", cache_threshold: float | None = None,
-             quantize: str = "none", transformer: str | None = None) -> DiffusersBackend:
+             quantize: str = "none", transformer: str | None = None, gpus: int = 1, parallel: str = "ulysses"
+             ) -> DiffusersBackend:
         import diffusers
         import transformers
 
@@ -94,6 +95,8 @@ class DiffusersBackend:
                                 weights=needed)
         if vae_tiling if vae_tiling is not None else offload != "none":
             pipe.vae.enable_tiling()
+        if gpus > 1:  # a worker of parallel.render_split: this process holds 1/gpus of every sequence
+            runtime.split(pipe, gpus, parallel, device, family)
         runtime.enable_cache(pipe, cache, cache_threshold, family)
         compiled = device == "cuda" if compile is None else compile
         if compiled:

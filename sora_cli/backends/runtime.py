@@ -54,6 +54,29 @@ def compile_blocks(pipe) -> None:
             model.compile()
 
 
+def split(pipe, gpus: int, parallel: str, device: str, family) -> None:
+    """Context parallelism on the transformer(s) over the process group this worker joined: Ulysses trades heads
+    for sequence (all-to-all), ring passes keys and values around, in diffusers' "anything" mode so that any
+    sequence length and head count splits (on CUDA). Ring attention needs the log-sum-exp of each block, which the plain
+    attention kernel does not give: on CUDA it runs on cuDNN's."""
+    import diffusers
+
+    if parallel == "ring" and device != "cuda":
+        raise UsageError(f"--parallel ring needs CUDA (cuDNN attention gives the log-sum-exp it merges by); on "
+                         f"{device} use ulysses")
+    # "anything" mode (uneven sequences and head counts) gathers sizes on the GPU: on gloo (CPU) the split
+    # needs a sequence and heads that --gpus divides
+    anything = {f"{parallel}_anything": True} if device == "cuda" else {}
+    for model in transformers_of(pipe):
+        if parallel == "ring":
+            model.set_attention_backend("_native_cudnn")
+        model.enable_parallelism(config=diffusers.ContextParallelConfig(**{f"{parallel}_degree": gpus}, **anything),
+                                 cp_plan=family.split_plan() if family.split_plan else None)
+        for name, module in model.named_modules():  # e.g. cross-attention: local queries, the whole prompt
+            if name.rsplit(".", 1)[-1] in family.unsplit_attention:
+                module.processor._parallel_config = None
+
+
 def enable_cache(pipe, method: str, threshold: float | None, family) -> None:
     """diffusers' cache hooks on the transformer(s): skip or extrapolate work between denoising steps. Which
     methods take hold on a family's transformer is its record's `caches` (checked before loading): FasterCache

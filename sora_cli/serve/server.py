@@ -70,6 +70,8 @@ def run_server(*, host: str, port: int, flags: dict, preset_ref: str | None, dat
     check_options(host, port, api_key, workers, max_queue, max_upload_mb)
     uvicorn = server_dependencies()
     preset = resolve_preset(preset_ref or model_preset(flags.get("model"))).with_overrides(check_flags(flags))
+    if preset.gpus > 1:
+        raise UsageError("sora serve uses every GPU already, one worker (and job) per GPU: drop --gpus")
     data = data.expanduser()
     check_writable(data)
 
