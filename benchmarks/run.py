@@ -1,5 +1,5 @@
 """`make bench`: start-up, sampler step time, render time and memory by length, extension, torch.compile on CPU,
-the open models against their pipelines, weight memory per --quantize.
+the open models against their pipelines, weight memory per --quantize, --gpus 2 on the CPU.
 
 Every figure is a ratio measured in one run on this machine, so a noisy shared machine still compares like with
 like. Render times are wall-clock of the whole `sora generate` process, start-up included.
@@ -295,11 +295,35 @@ def quantized_weights() -> dict:
     return out
 
 
+def split_over_two() -> dict:
+    """--gpus 2 on the CPU (gloo; the GPU count patched as in tests/test_parallel.py) against one process, whole
+    `sora generate` runs, one thread per process: what splitting costs where there is nothing to gain (two
+    processes start and load the model, and every attention layer exchanges its tokens)."""
+    import os
+
+    tiny_checkpoints, _ = _tiny_checkpoints()
+    site = Path(__file__).resolve().parents[1] / "tests" / "parallel_site"
+    env = {**os.environ, "PYTHONPATH": str(site), "SORA_TEST_GPUS": "2", "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = tiny_checkpoints.wan(Path(tmp) / "wan", transformer_overrides=WAN_BENCH)
+        base = [SORA, "generate", "a cat surfing", "--model", str(folder), "--width", "64", "--height", "64",
+                "--frames", "17", "--steps", "10", "--seed", "0", "-q", "--overwrite", "-o", f"{tmp}/x.mkv"]
+        times = {"one_process_s": [], "two_workers_s": []}
+        for _ in range(3):
+            for key, extra in (("one_process_s", []), ("two_workers_s", ["--gpus", "2"])):
+                start = time.perf_counter()
+                subprocess.run(base + extra, check=True, capture_output=True, env=env)
+                times[key].append(time.perf_counter() - start)
+    out = {key: round(statistics.median(values), 2) for key, values in times.items()}
+    out["two_over_one"] = round(out["two_workers_s"] / out["one_process_s"], 2)
+    return out
+
+
 if __name__ == "__main__":
     for name, bench in (("startup", startup), ("sampler_steps", sampler_steps), ("renders", renders),
                         ("extension", extension),
                         ("compile_on_cpu", compile_on_cpu), ("open_models", open_models),
                         ("open_models_with_sound", open_models_with_sound),
                         ("open_models_hunyuanvideo15", open_models_hunyuanvideo15),
-                        ("quantized_weights", quantized_weights)):
+                        ("quantized_weights", quantized_weights), ("split_over_two", split_over_two)):
         print(json.dumps({name: bench()}), flush=True)
