@@ -56,9 +56,42 @@ def test_what_cannot_be_quantised_here_is_one_line_exit_2(cli, wide_wan, tmp_pat
         (("--model", wide_wan, "--transformer", tmp_path / "missing.gguf"), "not found"),
         (("--model", wide_wan, "--transformer", tmp_path / "x.safetensors"), "takes a .gguf file"),
         (("--model", wide_wan, "--transformer", bad_gguf), "is not a WanTransformer3DModel GGUF file"),
+        (("--model", bad_gguf), "holds a transformer alone"),
     ]
     for args, message in cases:
         out = tmp_path / "x.mp4"
         code, _, stderr = cli("generate", "a cat", *args, *ARGS[:6], "-o", out)
         assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
         assert not out.exists()
+
+
+def test_a_gguf_transformer_renders_as_its_dequantised_weights(cli, wide_wan, tmp_path):
+    """A Q8_0 GGUF written here (Wan's original key names, as shared GGUFs are) through --transformer equals a
+    checkpoint holding the same weights dequantised; the memory estimate counts the file, not the folder's."""
+    import shutil
+
+    import diffusers
+
+    from sora_cli.backends.open_models import DiffusersBackend
+    from tests.tiny_checkpoints.gguf_wan import write_gguf
+
+    transformer = diffusers.WanTransformer3DModel.from_pretrained(wide_wan, subfolder="transformer")
+    held = write_gguf(transformer, tmp_path / "wan-q8_0.gguf")
+    dequantised = tmp_path / "dequantised"
+    shutil.copytree(wide_wan, dequantised)
+    transformer.load_state_dict(held)
+    transformer.save_pretrained(dequantised / "transformer")
+    renders = {}
+    for name, args in (("gguf", ("--model", wide_wan, "--transformer", tmp_path / "wan-q8_0.gguf")),
+                       ("dequantised", ("--model", dequantised))):
+        out = tmp_path / f"{name}.mkv"
+        code, _, stderr = cli("generate", "a cat surfing", *args, *ARGS, "-o", out)
+        assert code == 0 and not stderr, stderr
+        renders[name] = read_frames(out).astype(np.float64)
+    assert np.abs(renders["gguf"] - renders["dequantised"]).mean() <= 1.0
+    recipe = json.loads((tmp_path / "gguf.json").read_text())
+    assert recipe["transformer"] == str(tmp_path / "wan-q8_0.gguf")
+    plain = DiffusersBackend.load(str(wide_wan), device="cpu", dtype="float32", compile=False)
+    gguf = DiffusersBackend.load(str(wide_wan), device="cpu", dtype="float32", compile=False,
+                                 transformer=str(tmp_path / "wan-q8_0.gguf"))
+    assert gguf.weights_gb < plain.weights_gb

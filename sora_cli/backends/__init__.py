@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from importlib import import_module
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -53,6 +54,9 @@ def model_family(model_ref: str) -> str:
     from ..registry import get_spec
     from ..weights import checkpoint_path, diffusers_folder, read_metadata
 
+    if model_ref.lower().endswith(".gguf"):
+        raise UsageError(f"{Path(model_ref).name} holds a transformer alone: give the model it belongs to with "
+                         f"--model (an id or a diffusers folder) and this file as --transformer {model_ref}")
     path = checkpoint_path(model_ref)
     if path is None:
         return get_spec(model_ref).family
@@ -87,8 +91,6 @@ def load_backend(model_ref: str, *, device: str, dtype: str, compile: bool | Non
 
 def load_image(path: str):
     """An image-to-video first frame as RGB, or one line naming the file that cannot be read."""
-    from pathlib import Path
-
     from PIL import Image, UnidentifiedImageError
 
     try:

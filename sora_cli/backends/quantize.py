@@ -17,10 +17,20 @@ BYTES_PER_WEIGHT = {"int8": 1.0, "fp8": 1.0, "nf4": 0.5}  # before scales (a few
 TRANSFORMERS = ("transformer", "transformer_2")
 
 
+NEEDS = {"int8": "torchao", "fp8": "torchao", "nf4": "bitsandbytes", "gguf": "gguf"}  # option -> its library
+
+
 def check_quantize(quantize: str, transformer: str | None, device: str) -> None:
-    """Refusals that need no model: nf4 off CUDA, a --transformer that is not a .gguf file, both at once."""
+    """Refusals that need no model: nf4 off CUDA, a --transformer that is not a .gguf file, both at once, a
+    library that is not installed."""
+    from importlib.util import find_spec
+
     if quantize == "nf4" and device != "cuda":
         raise UsageError(f"--quantize nf4 runs on CUDA only (bitsandbytes); on {device} use int8 or fp8")
+    for option in (quantize, "gguf" if transformer else "none"):
+        if option in NEEDS and find_spec(NEEDS[option]) is None:
+            raise UsageError(f"{'--transformer FILE.gguf' if option == 'gguf' else '--quantize ' + option} needs "
+                             f"{NEEDS[option]}: pip install 'sora-cli[quant]'")
     if transformer is None:
         return
     path = Path(transformer).expanduser()
