@@ -148,3 +148,20 @@ def test_wan_2_2_loras_go_into_both_experts_or_the_one_named(cli, tmp_path):
                          generator=torch.Generator("cpu").manual_seed(4), output_type="np").frames[0][:9] * 255
         assert np.abs(frames - reference).mean() <= 1.0, expert
     assert not np.array_equal(runs["high"], runs["low"])
+
+
+def test_a_hub_lora_comes_from_the_cache_and_pull_names_it(cli, wan, tmp_path, monkeypatch):
+    from tests.conftest import in_hub_cache
+
+    folder, a, _ = wan
+    in_hub_cache(a.parent, "someone/cat-style", tmp_path, monkeypatch)
+    by_file, _ = render(cli, folder, tmp_path / "file.mkv", f"{a}:0.7")
+    by_id, recipe = render(cli, folder, tmp_path / "hub.mkv", "someone/cat-style:0.7")
+    assert np.array_equal(by_file, by_id) and recipe["loras"][0]["ref"] == "someone/cat-style"
+    code, _, stderr = cli("generate", PROMPT, "--model", folder, *ARGS, "--lora", "someone/other", "-o",
+                          tmp_path / "x.mp4")
+    assert code == 2 and "sora models pull someone/other" in stderr
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    code, _, stderr = cli("models", "pull", "someone/other")
+    assert code == 2 and "cannot download someone/other" in stderr and len(stderr.strip().splitlines()) == 1
