@@ -126,7 +126,10 @@ class VideoWriter:
         if self.container is None:
             self._open(frames.shape[1], frames.shape[2])
         for frame in frames:
-            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), "rgb24")))
+            # converted here, not inside encode(): PyAV's own conversion there does not always give equal planes
+            # for equal frames, and then libx264 writes a different file for the same video
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), "rgb24").reformat(format=self.pix_fmt)
+            self.container.mux(self.stream.encode(picture))
             self.frames += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
