@@ -33,13 +33,10 @@ class LoraSet:
 
     def components(self, lora: Lora) -> tuple[str, ...]:
         present = tuple(c for c in EXPERT_COMPONENTS[lora.expert] if getattr(self.pipe, c, None) is not None)
-        if lora.expert != "both" and not present or lora.expert != "both" and self.pipe_experts() < 2:
+        if lora.expert != "both" and getattr(self.pipe, "transformer_2", None) is None:
             raise UsageError(f"LoRA {lora.ref}:{lora.scale:g}:{lora.expert}: {self.model_id} has one transformer; "
                              "high and low name the experts of a two-expert model (Wan 2.2 A14B)")
         return present
-
-    def pipe_experts(self) -> int:
-        return sum(getattr(self.pipe, c, None) is not None for c in ("transformer", "transformer_2"))
 
     def prepare(self, specs: tuple[str, ...]) -> None:
         """Loads every LoRA of a job that is not loaded yet (a misfit is refused before any frame renders)."""
