@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .data.clips import render_clips
+from .data.world import SHAPES, VOCABULARY, is_held_out, parse_caption
 from .errors import UsageError
 from .evaluate import eval_scenes, run_eval, summarise
 from .models.clip import NEGATIVES, Captions, ClipMatcher, contrastive_loss
@@ -90,6 +91,12 @@ class Recipe:
     direction_margin: float = 0.1  # log(wrong-direction loss) should exceed log(true loss) by this much
     direction_weight: float = 1.0
     direction_ema: float = 0.998
+    shape_steps: int = 0  # stage 4 (see Trainer.train_shape)
+    shape_lr: float = 1e-4
+    shape_warmup: int = 10
+    shape_first_context: float = 0.43  # as in stage 3, whose direction hinge goes on beside the shape's
+    shape_margin: float = 0.1
+    shape_ema: float = 0.998
     checkpoint_every: int = 100
     eval_every: int = 500  # 0: no evaluation during training
 
@@ -106,6 +113,27 @@ def direction_swap(context_length: int) -> Callable[[torch.Tensor], torch.Tensor
         out = tokens.clone()
         for old, new in table.items():
             out[tokens == old] = new
+        return out
+
+    return swap
+
+
+def shape_swap(context_length: int) -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
+    """Token ids (B, S) -> the same captions with another shape, picked at random among those that do not make
+    a held-out combination (a square never bounces, a triangle is never purple); other rows are unchanged."""
+    words = {int(tokenize([w], context_length)[0, 1]): w for w in VOCABULARY}  # each word is one token
+    ids = {w: i for i, w in words.items()}
+    end = int(tokenize([""], context_length)[0, 1])
+
+    def swap(tokens: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        out = tokens.clone()
+        for row, caption in enumerate(tokens.tolist()):
+            scene = parse_caption(" ".join(words.get(i, "?") for i in caption[1 : caption.index(end)]))
+            if scene is None:
+                continue
+            others = [s for s in SHAPES if s != scene.shape and not is_held_out(replace(scene, shape=s))]
+            if others:
+                out[row, caption.index(ids[scene.shape])] = ids[str(rng.choice(others))]
         return out
 
     return swap
@@ -498,46 +526,82 @@ class Trainer:
         levels and their gradient is weak. Here each directed clip is also denoised under its caption with the
         direction swapped (left/right, up/down), and a hinge asks the true caption's loss to be lower than the
         swapped one's by a margin (in log terms), while the stage-2 loss keeps the rest of what was learned."""
+        r = self.recipe
+        self._contrast_stage("direction", 3, r.direction_steps, r.direction_lr, r.direction_warmup, r.direction_ema,
+                             r.direction_first_context, shapes=False)
+        if r.eval_every and r.direction_steps:
+            self.evaluate_now("direction")
+        if r.shape_steps:
+            self.stage, self.step, self.optimizer = "shape", 0, None
+        else:
+            self.stage = "done"  # the step stays: a longer direction stage continues from it
+        self.checkpoint()
+
+    # ---- stage 4: which shape it draws -----------------------------------------------------------------------
+    def train_shape(self) -> None:
+        """As stage 3, with a second hinge for the shape: each clip whose shape no context shows is also denoised
+        under its caption with another shape, never one that makes a held-out combination.
+
+        Without it the shape words count for little where the object moves fast: stage 3's model drew every
+        bouncing object round, and a square that bounces (held out) as a circle. The direction hinge goes on, so
+        what stage 3 taught is kept."""
+        r = self.recipe
+        self._contrast_stage("shape", 4, r.shape_steps, r.shape_lr, r.shape_warmup, r.shape_ema,
+                             r.shape_first_context, shapes=True)
+        if r.eval_every and r.shape_steps:
+            self.evaluate_now("shape")
+        self.stage = "done"
+        self.checkpoint()
+
+    def _contrast_stage(self, stage: str, stage_id: int, steps: int, lr: float, warmup: int, ema: float,
+                        first_context: float, *, shapes: bool) -> None:
+        """Stages 3 and 4: the stage-2 loss plus hinges that make the words matter (see train_direction)."""
         r, model = self.recipe, self.model
-        if self.step == 0:  # starts from the weights stage 2 ships (its EMA), with a fresh optimizer
+        if self.step == 0:  # starts from the weights the stage before ships (its EMA), with a fresh optimizer
             with torch.no_grad():
                 for name, p in self._ema_source().items():
                     p.copy_(self.ema[name])  # the EMA goes on from here: at step 0 it equals the weights
             self._saved = None
         trainable = self._train_text_and_dit()
-        self._make_optimizer(trainable, r.direction_lr, 0.01)
-        swap = direction_swap(model.params.text.context_length)
+        self._make_optimizer(trainable, lr, 0.01)
+        reverse = direction_swap(model.params.text.context_length)
+        reshape = shape_swap(model.params.text.context_length)
         context = model.params.dit.context
         meter = _Meter()
-        while self.step < r.direction_steps:
-            rng, gen = _generator(r, 3, self.step)
+        while self.step < steps:
+            rng, gen = _generator(r, stage_id, self.step)
             self._refresh_buffer(rng)
-            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen,
-                                                                                 r.direction_first_context)
-            swapped = swap(tokens)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, first_context)
+            reversed_ = reverse(tokens)
             # directed clips whose caption was kept and whose direction the context does not already show
-            pick = ((swapped != tokens).any(1) & ~context_mask[:, context - 1]).nonzero().squeeze(1)
+            picks = [((reversed_ != tokens).any(1) & ~context_mask[:, context - 1]).nonzero().squeeze(1)]
+            negatives, margins = [reversed_[picks[0]]], [r.direction_margin]
+            if shapes:  # clips with a shape another shape can stand in for, and no context showing it
+                reshaped = reshape(tokens, rng)
+                picks.append(((reshaped != tokens).any(1) & ~context_mask.any(1)).nonzero().squeeze(1))
+                negatives.append(reshaped[picks[1]])
+                margins.append(r.shape_margin)
+            pick = torch.cat(picks)
 
             def both(t):
                 return torch.cat([t, t[pick]])
 
-            text, mask = model.text(torch.cat([tokens, swapped[pick]]))
+            text, mask = model.text(torch.cat([tokens, *negatives]))
             v = model.dit(both(xt), both(sigma), text, mask, both(ctx), both(context_mask))
             losses = self._dit_losses(v, both(x0), both(noise), both(xt), both(sigma), both(keep))
-            true, wrong = losses[: len(tokens)], losses[len(tokens):]
-            hinge = torch.relu(r.direction_margin + true[pick].log() - wrong.log()).sum() / max(len(pick), 1)
+            true, wrong = losses[: len(tokens)], losses[len(tokens):].split([len(p) for p in picks])
+            hinges = [torch.relu(m + true[p].log() - w.log()).sum() / max(len(p), 1)
+                      for p, w, m in zip(picks, wrong, margins)]
+            hinge = sum(hinges)
             loss = true.mean() + r.direction_weight * hinge
-            self._optimise(loss, trainable, _lr(self.step, r.direction_steps, r.direction_lr, r.direction_warmup))
-            self._update_ema(r.direction_ema)
+            self._optimise(loss, trainable, _lr(self.step, steps, lr, warmup))
+            self._update_ema(ema)
             self.step += 1
-            # ratio: how much worse the wrong direction denoises than the right one (1: the words do not matter)
-            ratio = (wrong / true[pick]).mean().item() if len(pick) else 1.0
-            meter.add(loss=true.mean().item(), hinge=hinge.item(), ratio=ratio)
-            self._tick("direction", r.direction_steps, meter)
-        if r.eval_every and r.direction_steps:
-            self.evaluate_now("direction")
-        self.stage = "done"
-        self.checkpoint()
+            # ratio: how much worse the wrong words denoise than the right ones (1: the words do not matter)
+            ratios = [(w / true[p]).mean().item() if len(p) else 1.0 for p, w in zip(picks, wrong)]
+            meter.add(loss=true.mean().item(), hinge=hinge.item(), ratio=ratios[0],
+                      **({"shape_ratio": ratios[1]} if shapes else {}))
+            self._tick(stage, steps, meter)
 
     def _object_weight(self, x0, keep) -> torch.Tensor:
         """(B, 1, T, H, W): predicted latent cells, those far from the clip's background counted up (the object)."""
@@ -618,6 +682,8 @@ class Trainer:
             self.train_refine()
         if self.stage == "direction":
             self.train_direction()
+        if self.stage == "shape":
+            self.train_shape()
         return self.export()
 
     def export(self, path: Path | None = None) -> Path:
@@ -661,13 +727,17 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                              "or choose another --out")
         trainer.resume()
         saved = Recipe(**json.loads(trainer._saved_meta["recipe"]))
-        steps = ("vae_steps", "text_steps", "dit_steps", "refine_steps", "direction_steps")  # a run can be lengthened
+        steps = ("vae_steps", "text_steps", "dit_steps", "refine_steps", "direction_steps", "shape_steps")
         if replace(saved, **{k: getattr(recipe, k) for k in steps}) != recipe:
             raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
         if recipe.text_steps != saved.text_steps and trainer.stage not in ("vae", "text"):
             raise UsageError(f"{out} is past the text stage; --text-steps can only change before stage 2")
         if trainer.stage == "done" and recipe.direction_steps > saved.direction_steps:
+            if saved.shape_steps:
+                raise UsageError(f"{out} is past the direction stage; --direction-steps can only grow before stage 4")
             trainer.stage, trainer.step = "direction", saved.direction_steps  # stage 3 added to a finished run
+        elif trainer.stage == "done" and recipe.shape_steps > saved.shape_steps:
+            trainer.stage, trainer.step = "shape", saved.shape_steps  # stage 4 added to (or lengthened on) a run
         report(f"resuming {out} at {trainer.stage} step {trainer.step}")
     try:
         return trainer.fit(stop_after)

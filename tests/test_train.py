@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from sora_cli import train as training
+from sora_cli.data.world import SHAPES, is_held_out, parse_caption, sample_scene
 from sora_cli.models.text import tokenize
-from sora_cli.train import Recipe, direction_swap, train
+from sora_cli.train import Recipe, direction_swap, shape_swap, train
 
 from .conftest import TINY
 
@@ -49,10 +50,34 @@ def test_the_direction_stage_contrasts_each_caption_with_its_direction_reversed(
     assert torch.equal(swap(swap(tokenize(captions, 32))), tokenize(captions, 32))
 
 
-@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction"])
+def test_the_shape_stage_contrasts_each_caption_with_another_shape_never_a_held_out_one():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    scenes = [sample_scene(rng) for _ in range(200)]
+    captions = [s.caption.replace("a orange", "an orange") for s in scenes] + [""]
+    tokens = tokenize(captions, 32)
+    swapped = shape_swap(32)(tokens, np.random.default_rng(0))
+    words = {int(tokenize([w], 32)[0, 1]): w for w in SHAPES}
+    picked = set()
+    for scene, before, after in zip(scenes, tokens, swapped):
+        changed = (before != after).nonzero().flatten().tolist()
+        others = [s for s in SHAPES if s != scene.shape and not is_held_out(parse_caption(
+            scene.caption.replace(scene.shape, s)))]
+        if not others:  # a purple circle bouncing: a square may not bounce, a triangle may not be purple
+            assert not changed
+            continue
+        assert len(changed) == 1 and words[int(before[changed[0]])] == scene.shape
+        picked.add(words[int(after[changed[0]])])
+        assert words[int(after[changed[0]])] in others
+    assert picked == set(SHAPES)
+    assert torch.equal(swapped[-1], tokens[-1])  # a dropped caption stays dropped
+
+
+@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction", "shape"])
 def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch, stop_in):
     recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4,
-                       "checkpoint_every": 2})
+                       "shape_steps": 4, "checkpoint_every": 2})
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
 
     real_save = training.Run.save
@@ -99,6 +124,22 @@ def test_the_direction_stage_added_to_a_finished_run_gives_the_weights_of_a_run_
     b = load_file(str(tmp_path / "added" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert losses(tmp_path / "added", "direction", "loss") == losses(tmp_path / "straight", "direction", "loss")
+
+
+def test_the_shape_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
+    with_it = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4,
+                        "shape_steps": 4, "shape_lr": 2e-3, "shape_warmup": 2})
+    train(tmp_path / "straight", with_it, resume=False, params=TINY, report=lambda _: None)
+    train(tmp_path / "added", replace(with_it, shape_steps=0), resume=False, params=TINY, report=lambda _: None)
+    train(tmp_path / "added", with_it, resume=True, params=TINY, report=lambda _: None)
+
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "added" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    shape_ratio = losses(tmp_path / "straight", "shape", "shape_ratio")
+    assert shape_ratio and losses(tmp_path / "added", "shape", "loss") == losses(tmp_path / "straight", "shape", "loss")
+    with pytest.raises(Exception, match="past the direction stage"):
+        train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
 
 
 @pytest.mark.parametrize("args, message", [
