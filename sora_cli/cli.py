@@ -227,7 +227,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, log.jsonl and the exported sora-tiny.safetensors.")] = Path("build/sora-tiny"),
     vae_steps: Annotated[Optional[int], typer.Option(help="Autoencoder steps (stage 1) [default: the shipped recipe's].")] = None,
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
-    direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: 0, off in the shipped recipe].")] = None,
+    direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
+    shape_steps: Annotated[Optional[int], typer.Option(help="Shape fine-tune steps (stage 4, after stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     from_stage2: Annotated[Optional[Path], typer.Option("--from-stage2", help="Skip stages 1 and 2: refine and direction from this stage-2 export (RUN/stage2.safetensors).")] = None,
@@ -236,8 +237,8 @@ def train(
     """Train sora-tiny from scratch on the procedural tiny world (CPU; resumable)."""
     from .train import run_training
 
-    print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps, seed=seed,
-                       resume=resume, stage2=from_stage2))
+    print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps,
+                       shape_steps=shape_steps, seed=seed, resume=resume, stage2=from_stage2))
 
 
 @app.command("eval")

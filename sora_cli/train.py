@@ -1,13 +1,15 @@
-"""`sora train`: sora-tiny from scratch on the tiny world, in three stages, resumable at any checkpoint.
+"""`sora train`: sora-tiny from scratch on the tiny world, in stages, resumable at any checkpoint.
 
 Stage 1 trains the video autoencoder alone (reconstruction, object pixels weighted up, noisy latents).
 Stage 2 freezes it and trains the text tower and the DiT with rectified flow on its latents: half the windows
 continue from `context` given latent steps (how long videos are made), one prompt in ten is dropped (for
 classifier-free guidance), and the noise levels lean to the noisy end, where shape and motion are decided.
 Clips are rendered on the fly; in stage 2 they are encoded into a buffer that is refreshed a few clips per
-step, since encoding every clip would cost more than training on it. Stage 3 fine-tunes the text tower and
-the DiT so that the direction of a motion follows the words (see Trainer.train_direction). An optional stage
-"text" between 1 and 2 pre-trains the text tower contrastively against a small clip encoder (Trainer.train_text).
+step, since encoding every clip would cost more than training on it. A short "refine" stage adds every context
+mask the verbs need; stage 3 fine-tunes the text tower and the DiT so that the direction of a motion follows the
+words (see Trainer.train_direction), and an optional stage 4 does the same for the shape (Trainer.train_shape).
+An optional stage "text" between 1 and 2 pre-trains the text tower contrastively against a small clip encoder
+(Trainer.train_text).
 
 Everything is a function of (seed, stage, step), so a run stopped and resumed ends with the same weights as
 one that never stopped. The run folder holds model.safetensors (a sora checkpoint: `--model DIR` renders it;
@@ -766,12 +768,13 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
 
 
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
-                 seed: int, resume: bool, stage2: Path | None = None) -> Path:
+                 shape_steps: int | None = None, seed: int, resume: bool, stage2: Path | None = None) -> Path:
     """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
     from functools import partial
 
     recipe = Recipe(seed=seed)
-    for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps)):
+    for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps),
+                        ("shape_steps", shape_steps)):
         if value is not None:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
