@@ -8,6 +8,7 @@ HunyuanVideo's are billions; a small CLIP or T5 gains nothing worth its error).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..errors import UsageError
@@ -105,19 +106,9 @@ def big_components(folder: Path, index: dict) -> list[str]:
 
 def stored_parameters(folder: Path) -> int:
     """Parameters in a component's safetensors files, from their headers."""
-    import json
+    from .runtime import tensor_headers
 
-    total = 0
-    for path in folder.glob("*.safetensors"):
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for key, value in header.items():
-            if key != "__metadata__":
-                count = 1
-                for side in value["shape"]:
-                    count *= side
-                total += count
-    return total
+    return sum(math.prod(t["shape"]) for path in folder.glob("*.safetensors") for t in tensor_headers(path).values())
 
 
 def weight_bytes(module) -> int:

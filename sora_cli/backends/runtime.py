@@ -121,14 +121,19 @@ def weights_gb(folder: Path, dtype_bytes: int) -> float:
     return total / 2**30
 
 
+def tensor_headers(path: Path) -> dict[str, dict]:
+    """A safetensors file's tensors, name -> {dtype, shape, data_offsets}, read from its header alone."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+
+
 def _stored_bytes(path: Path) -> int:
     """Bytes per value of a safetensors file, from its header's first tensor."""
     try:
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        dtypes = [v["dtype"] for v in tensor_headers(path).values()]
     except (OSError, ValueError):
         return 4
-    dtypes = [v["dtype"] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
     return {"F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1}.get(dtypes[0] if dtypes else "F32", 4)
 
 
