@@ -42,12 +42,17 @@ class LoraSet:
         """Loads every LoRA of a job that is not loaded yet (a misfit is refused before any frame renders)."""
         if specs and not hasattr(self.pipe, "load_lora_weights"):
             raise UsageError(f"{self.model_id}: its pipeline ({type(self.pipe).__name__}) loads no LoRAs")
+        for lora, path, component in self._placements(specs):
+            if (path, component) not in self.loaded:
+                self._load(lora, path, component)
+
+    def _placements(self, specs: tuple[str, ...]):
+        """(LoRA, its resolved file, a transformer it goes into) for each of the job's LoRAs and experts."""
         for spec in specs:
             lora = parse_lora(spec)
             path = str(lora_file(lora).resolve())
             for component in self.components(lora):
-                if (path, component) not in self.loaded:
-                    self._load(lora, path, component)
+                yield lora, path, component
 
     def _load(self, lora: Lora, path: str, component: str) -> None:
         model = getattr(self.pipe, component)
@@ -90,13 +95,10 @@ class LoraSet:
     def apply(self, specs: tuple[str, ...]) -> None:
         """The job's LoRAs at their scales on each transformer; none of them active for a job without."""
         wanted: dict[str, tuple[list, list]] = {}
-        for spec in specs:
-            lora = parse_lora(spec)
-            path = str(lora_file(lora).resolve())
-            for component in self.components(lora):
-                names, weights = wanted.setdefault(component, ([], []))
-                names.append(self.loaded[(path, component)])
-                weights.append(lora.scale)
+        for lora, path, component in self._placements(specs):
+            names, weights = wanted.setdefault(component, ([], []))
+            names.append(self.loaded[(path, component)])
+            weights.append(lora.scale)
         for component in {c for _, c in self.loaded}:
             model = getattr(self.pipe, component)
             if component in wanted:
