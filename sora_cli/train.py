@@ -106,10 +106,16 @@ class Recipe:
 DIRECTIONS = (("left", "right"), ("up", "down"))
 
 
+def word_tokens(words, context_length: int) -> dict[str, int]:
+    """Each word's token id (every word of the tiny world is one token)."""
+    words = list(words)
+    return dict(zip(words, tokenize(words, context_length)[:, 1].tolist()))
+
+
 def direction_swap(context_length: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """Token ids (B, S) -> the same captions with each motion's direction reversed (left <-> right, up <-> down)."""
-    ids = tokenize([w for pair in DIRECTIONS for w in pair], context_length)[:, 1]  # each word is one token
-    table = dict(zip(ids.tolist(), ids.view(-1, 2).flip(1).reshape(-1).tolist()))
+    ids = word_tokens([w for pair in DIRECTIONS for w in pair], context_length)
+    table = {ids[a]: ids[b] for pair in DIRECTIONS for a, b in (pair, pair[::-1])}
 
     def swap(tokens: torch.Tensor) -> torch.Tensor:
         out = tokens.clone()
@@ -123,8 +129,8 @@ def direction_swap(context_length: int) -> Callable[[torch.Tensor], torch.Tensor
 def shape_swap(context_length: int) -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
     """Token ids (B, S) -> the same captions with another shape, picked at random among those that do not make
     a held-out combination (a square never bounces, a triangle is never purple); other rows are unchanged."""
-    words = {int(tokenize([w], context_length)[0, 1]): w for w in VOCABULARY}  # each word is one token
-    ids = {w: i for i, w in words.items()}
+    ids = word_tokens(VOCABULARY, context_length)
+    words = {i: w for w, i in ids.items()}
     end = int(tokenize([""], context_length)[0, 1])
 
     def swap(tokens: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -567,7 +573,7 @@ class Trainer:
         trainable = self._train_text_and_dit()
         self._make_optimizer(trainable, lr, 0.01)
         reverse = direction_swap(model.params.text.context_length)
-        reshape = shape_swap(model.params.text.context_length)
+        reshape = shape_swap(model.params.text.context_length) if shapes else None
         context = model.params.dit.context
         meter = _Meter()
         while self.step < steps:

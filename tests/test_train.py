@@ -114,30 +114,29 @@ def test_refine_and_direction_from_the_stage_two_export_alone_give_the_weights_o
     assert losses(tmp_path / "later", "refine", "loss") == losses(tmp_path / "straight", "refine", "loss")
 
 
-def test_the_direction_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
-    with_it = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "direction_steps": 4})
+def assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it: Recipe, stage: str) -> None:
+    """A run finished without `stage`, then resumed with it, ends as a run that had it from the start."""
     train(tmp_path / "straight", with_it, resume=False, params=TINY, report=lambda _: None)
-    train(tmp_path / "added", replace(with_it, direction_steps=0), resume=False, params=TINY, report=lambda _: None)
+    without = replace(with_it, **{f"{stage}_steps": 0})
+    train(tmp_path / "added", without, resume=False, params=TINY, report=lambda _: None)
     train(tmp_path / "added", with_it, resume=True, params=TINY, report=lambda _: None)
 
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "added" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert losses(tmp_path / "added", "direction", "loss") == losses(tmp_path / "straight", "direction", "loss")
+    assert losses(tmp_path / "added", stage, "loss") == losses(tmp_path / "straight", stage, "loss")
+
+
+def test_the_direction_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
+    with_it = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "direction_steps": 4})
+    assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "direction")
 
 
 def test_the_shape_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
     with_it = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4,
                         "shape_steps": 4, "shape_lr": 2e-3, "shape_warmup": 2})
-    train(tmp_path / "straight", with_it, resume=False, params=TINY, report=lambda _: None)
-    train(tmp_path / "added", replace(with_it, shape_steps=0), resume=False, params=TINY, report=lambda _: None)
-    train(tmp_path / "added", with_it, resume=True, params=TINY, report=lambda _: None)
-
-    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
-    b = load_file(str(tmp_path / "added" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    shape_ratio = losses(tmp_path / "straight", "shape", "shape_ratio")
-    assert shape_ratio and losses(tmp_path / "added", "shape", "loss") == losses(tmp_path / "straight", "shape", "loss")
+    assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "shape")
+    assert losses(tmp_path / "straight", "shape", "shape_ratio")
     with pytest.raises(Exception, match="past the direction stage"):
         train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
 
