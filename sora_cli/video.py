@@ -12,7 +12,9 @@ import numpy as np
 
 # extension -> (container format, codec, pixel format, codec options)
 FORMATS = {
-    ".mp4": ("mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium"}),
+    # cpu-independent: without it libx264's macroblock-tree rate control can write a different file for the
+    # same frames from one encode to the next (a seed would not give the same video)
+    ".mp4": ("mp4", "libx264", "yuv420p", {"crf": "18", "preset": "medium", "x264-params": "cpu-independent=1"}),
     ".webm": ("webm", "libvpx-vp9", "yuv420p", {"crf": "30", "b": "0", "deadline": "good"}),
     ".mkv": ("matroska", "ffv1", "bgr0", {}),  # lossless RGB
     ".gif": ("gif", "gif", "rgb8", {}),
