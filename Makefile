@@ -23,7 +23,7 @@ dev: $(VENV)/.dev-installed
 demo: install
 	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 0 -o out/demo.mp4 --contact-sheet --overwrite
 
-# Trains sora-tiny from scratch (about 2 h 15 min on 2 CPU cores; stop it any time, run it again to continue)
+# Trains sora-tiny from scratch (about 3 h on 2 CPU cores; stop it any time, run it again to continue)
 # and installs the result as the packaged weights.
 model: install
 	$(BIN)/sora train --out build/sora-tiny --resume

@@ -17,7 +17,8 @@ from .conftest import TINY
 QUICK = Recipe(size=32, vae_steps=80, vae_batch=2, vae_frames=9, vae_lr=5e-4, dit_steps=60, dit_batch=4,
                dit_lr=2e-3, refine_steps=20, refine_lr=1e-3, refine_warmup=2, refine_buffer=6, direction_steps=40,
                direction_lr=2e-3, direction_warmup=2, warmup=2, buffer=8, refresh=1, buffer_latents=5,
-               checkpoint_every=20, eval_every=0)
+               polish_steps=0, checkpoint_every=20, eval_every=0)
+SHORT = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4})
 
 
 def losses(run_dir, stage, key):
@@ -74,10 +75,10 @@ def test_the_shape_stage_contrasts_each_caption_with_another_shape_never_a_held_
     assert torch.equal(swapped[-1], tokens[-1])  # a dropped caption stays dropped
 
 
-@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction", "shape"])
+@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction", "shape", "polish", "polish_direction"])
 def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch, stop_in):
-    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4,
-                       "shape_steps": 4, "checkpoint_every": 2})
+    recipe = replace(SHORT, shape_steps=4, polish_steps=4, polish_lr=1e-3, polish_direction_steps=4,
+                     checkpoint_every=2)
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
 
     real_save = training.Run.save
@@ -105,13 +106,38 @@ def test_refine_and_direction_from_the_stage_two_export_alone_give_the_weights_o
     """How the shipped weights were made from the previous ones (docs/sora-tiny.md): exactly what a run ends with."""
     from sora_cli.train import train_from_stage2
 
-    recipe = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4})
+    recipe = SHORT
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
     train_from_stage2(tmp_path / "later", recipe, tmp_path / "straight" / "stage2.safetensors", report=lambda _: None)
     a = load_file(str(tmp_path / "straight" / "sora-tiny.safetensors"))
     b = load_file(str(tmp_path / "later" / "sora-tiny.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert losses(tmp_path / "later", "refine", "loss") == losses(tmp_path / "straight", "refine", "loss")
+
+
+def test_the_polish_stage_is_refine_and_direction_again_from_the_export_of_the_stages_before(tmp_path):
+    """How the shipped weights were made (docs/sora-tiny.md): refine and direction run again from the four-stage
+    export alone (`train_from_stage2` with the polish stage's steps and rate) give what a whole run ends with."""
+    from sora_cli.train import train_from_stage2
+
+    whole = replace(SHORT, polish_steps=6, polish_lr=2e-3, polish_direction_steps=3)
+    train(tmp_path / "whole", whole, resume=False, params=TINY, report=lambda _: None)
+    four = train(tmp_path / "four", replace(whole, polish_steps=0), resume=False, params=TINY, report=lambda _: None)
+    again = replace(whole, refine_steps=6, refine_lr=2e-3, direction_steps=3, polish_steps=0)
+    train_from_stage2(tmp_path / "again", again, four, report=lambda _: None)
+    a = load_file(str(tmp_path / "whole" / "sora-tiny.safetensors"))
+    b = load_file(str(tmp_path / "again" / "sora-tiny.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(losses(tmp_path / "whole", "polish", "loss")) == 1 and losses(tmp_path / "whole", "polish_direction",
+                                                                           "ratio")
+    assert not all(torch.equal(a[k], v) for k, v in load_file(str(four)).items())  # it changed the weights
+
+
+def test_the_polish_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
+    with_it = replace(SHORT, polish_steps=4, polish_lr=1e-3, polish_direction_steps=4)
+    assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "polish")
+    with pytest.raises(Exception, match="past the direction stage"):
+        train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
 
 
 def assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it: Recipe, stage: str) -> None:
