@@ -481,7 +481,8 @@ class Trainer:
         """Teaches the context the verbs and the anchored sampler give: the first step alone (the start is known,
         the way it goes is not), keyframe steps anywhere, a loop's closing steps. It starts from stage 2 exported
         as it would ship (fp16), with a fresh optimizer and a fresh, smaller buffer, so that it is reproducible
-        from a shipped stage-2 file alone; its batches are drawn as stage 2's are."""
+        from a shipped stage-2 file alone; its batches are drawn as stage 2's are. The polish stage runs it again,
+        from the export of the stages before."""
         r = self.recipe
         polish = self.stage == "polish"
         if self.step == 0:  # the model file holds the EMA weights the stage before ended with
@@ -771,7 +772,7 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
             trainer.stage, trainer.step = "direction", saved.direction_steps  # stage 3 added to a finished run
         elif done and recipe.shape_steps > saved.shape_steps:
             if polished:
-                raise UsageError(f"{out} is past the shape stage; it can only be added before the polish stage")
+                raise UsageError(f"{out} is past the polish stage; --shape-steps can only grow before it")
             trainer.stage, trainer.step = "shape", saved.shape_steps  # stage 4 added to (or lengthened on) a run
         elif done and recipe.polish_steps and not polished:
             trainer.stage, trainer.step = "polish", 0  # the polish stage added to a finished run
