@@ -806,13 +806,14 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
 
 
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
-                 shape_steps: int | None = None, seed: int, resume: bool, stage2: Path | None = None) -> Path:
+                 shape_steps: int | None = None, polish_steps: int | None = None, seed: int, resume: bool,
+                 stage2: Path | None = None) -> Path:
     """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
     from functools import partial
 
     recipe = Recipe(seed=seed)
     for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps),
-                        ("shape_steps", shape_steps)):
+                        ("shape_steps", shape_steps), ("polish_steps", polish_steps)):
         if value is not None:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")

@@ -172,6 +172,7 @@ def test_the_shape_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that
     (["--dit-steps", "-5"], "--dit-steps must be >= 0"),
     (["--direction-steps", "-2"], "--direction-steps must be >= 0"),
     (["--shape-steps", "-3"], "--shape-steps must be >= 0"),
+    (["--polish-steps", "-4"], "--polish-steps must be >= 0"),
 ])
 def test_bad_training_options_are_one_line_and_exit_2(cli, tmp_path, args, message):
     code, _, stderr = cli("train", "--out", tmp_path / "run", *args)
