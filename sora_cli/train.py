@@ -109,8 +109,17 @@ class Recipe:
     checkpoint_every: int = 100
     eval_every: int = 500  # 0: no evaluation during training
 
+    def runs(self, stage: str) -> bool:
+        """Whether `stage` is part of this recipe (the optional ones only with steps; polish's direction pass
+        with polish)."""
+        steps = {"text": self.text_steps, "refine": self.refine_steps, "shape": self.shape_steps,
+                 "polish": self.polish_steps, "polish_direction": self.polish_steps}
+        return steps.get(stage, 1) > 0
+
 
 DIRECTIONS = (("left", "right"), ("up", "down"))
+# the stages in the order they run; those in Recipe.optional_stages run only when their steps are above 0
+STAGES = ("vae", "text", "dit", "refine", "direction", "shape", "polish", "polish_direction", "done")
 
 
 def word_tokens(words, context_length: int) -> dict[str, int]:
@@ -304,6 +313,16 @@ class Trainer:
     def checkpoint(self) -> None:
         self.run.save(self.model, self.stage, self.step, self.recipe, self.extra, self.optimizer, self.ema)
 
+    def _advance(self) -> None:
+        """On to the next stage the recipe runs, from its step 0 with a fresh optimizer, and a checkpoint. At the
+        end the step stays: a longer last stage continues from it."""
+        following = next(s for s in STAGES[STAGES.index(self.stage) + 1 :] if self.recipe.runs(s))
+        if following == "done":
+            self.stage = "done"
+        else:
+            self.stage, self.step, self.optimizer = following, 0, None
+        self.checkpoint()
+
     # ---- stage 1: the autoencoder ---------------------------------------------------------------------------
     def train_vae(self) -> None:
         r, vae = self.recipe, self.model.vae
@@ -333,8 +352,7 @@ class Trainer:
             self._tick("vae", r.vae_steps, meter)
         vae.eval().requires_grad_(False)
         self._normalise_latents()
-        self.stage, self.step, self.optimizer = "text" if r.text_steps else "dit", 0, None
-        self.checkpoint()
+        self._advance()
 
     @torch.no_grad()
     def _normalise_latents(self) -> None:
@@ -381,8 +399,7 @@ class Trainer:
             meter.add(loss=loss.item(), **dict(zip(NEGATIVES, beaten.float().mean(0).tolist())))
             self._tick("text", r.text_steps, meter)
         model.text.eval().requires_grad_(False)
-        self.stage, self.step, self.optimizer = "dit", 0, None
-        self.checkpoint()
+        self._advance()
 
     def _build_matcher(self) -> None:
         """The clip encoder from (seed, text stage), or as saved; self.extra holds its live weights."""
@@ -532,10 +549,7 @@ class Trainer:
             self._tick(stage, steps, meter)
             if r.eval_every and (self.step % r.eval_every == 0 or self.step == steps):
                 self.evaluate_now(stage)
-        following = {"dit": "refine" if r.refine_steps else "direction", "refine": "direction",
-                     "polish": "polish_direction"}[stage]
-        self.stage, self.step, self.optimizer = following, 0, None
-        self.checkpoint()
+        self._advance()
 
     # ---- stage 3: which way it moves --------------------------------------------------------------------------
     def train_direction(self) -> None:
@@ -552,13 +566,7 @@ class Trainer:
                              r.direction_first_context, shapes=False)
         if r.eval_every and steps:
             self.evaluate_now(stage)
-        if stage == "direction" and r.shape_steps:
-            self.stage, self.step, self.optimizer = "shape", 0, None
-        elif stage == "direction" and r.polish_steps:
-            self.stage, self.step, self.optimizer = "polish", 0, None
-        else:
-            self.stage = "done"  # the step stays: a longer (last) direction stage continues from it
-        self.checkpoint()
+        self._advance()
 
     # ---- stage 4: which shape it draws -----------------------------------------------------------------------
     def train_shape(self) -> None:
@@ -573,11 +581,7 @@ class Trainer:
                              r.shape_first_context, shapes=True)
         if r.eval_every and r.shape_steps:
             self.evaluate_now("shape")
-        if r.polish_steps:
-            self.stage, self.step, self.optimizer = "polish", 0, None
-        else:
-            self.stage = "done"
-        self.checkpoint()
+        self._advance()
 
     def _contrast_stage(self, stage: str, stage_id: int, steps: int, lr: float, warmup: int, ema: float,
                         first_context: float, *, shapes: bool) -> None:
