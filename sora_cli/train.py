@@ -254,11 +254,14 @@ def _prefixed(tensors: dict, prefix: str) -> dict:
 
 
 class Trainer:
-    def __init__(self, out: Path, recipe: Recipe, params: ModelParams, report: Callable[[str], None]):
+    def __init__(self, out: Path, recipe: Recipe, params: ModelParams, report: Callable[[str], None],
+                 device: str = "cpu"):
         self.run, self.recipe, self.report = Run(out), recipe, report
+        # batches and noise are drawn on the CPU and moved: another device sees the same draws (not the same bits)
+        self.device = torch.device(device)
         torch.manual_seed(recipe.seed)
         params = replace(params, native_size=recipe.size, dit=replace(params.dit, anchor=recipe.anchor))
-        self.model: NativeVideoModel = build_model(params, "cpu")
+        self.model: NativeVideoModel = build_model(params, "cpu").to(self.device)
         self.stage, self.step = "vae", 0
         self.extra: dict[str, torch.Tensor] = {}
         self.ema: dict[str, torch.Tensor] | None = None
@@ -282,7 +285,7 @@ class Trainer:
             self.model.load_state_dict(state, strict=True)
         self.extra = _prefixed(tensors, "extra.")
         ema = _prefixed(tensors, "ema.")
-        self.ema = ema or None
+        self.ema = {k: v.to(self.device) for k, v in ema.items()} or None
         self._saved_meta, self._saved = meta, tensors
 
     def _set_params(self, params: ModelParams) -> None:
@@ -332,11 +335,12 @@ class Trainer:
         while self.step < r.vae_steps:
             rng, gen = _generator(r, 1, self.step)
             clips, _ = render_clips(rng, r.vae_batch, r.vae_frames, r.size)
-            video = torch.from_numpy(clips)
+            video = torch.from_numpy(clips).to(self.device)
             latents = vae.encode_raw(video)
             # noise on the latents teaches the decoder to forgive the DiT's small errors; the penalty keeps
             # the encoder from outgrowing that noise
-            z = latents + r.latent_noise * latents.detach().std() * torch.randn(latents.shape, generator=gen)
+            noise = torch.randn(latents.shape, generator=gen).to(self.device)
+            z = latents + r.latent_noise * latents.detach().std() * noise
             recon = vae.decode_raw(z)
             # the object covers a few percent of the frame: weight its pixels up so it is not averaged away
             background = video.flatten(2).median(dim=2).values[..., None, None, None]
@@ -359,7 +363,7 @@ class Trainer:
         """Latent shift and scale so the DiT sees about zero mean, unit variance."""
         rng, _ = _generator(self.recipe, 1, 10**9)
         clips, _ = render_clips(rng, 64, 4 * self.recipe.buffer_latents + 1, self.recipe.size)
-        mean = self.model.vae.encode_raw(torch.from_numpy(clips))
+        mean = self.model.vae.encode_raw(torch.from_numpy(clips).to(self.device))
         shift, scale = float(mean.mean()), float(1.0 / mean.std())
         params = self.model.params
         self._set_params(replace(params, vae=replace(params.vae, latent_shift=shift, latent_scale=scale)))
@@ -391,8 +395,9 @@ class Trainer:
             self._refresh_buffer(rng)
             pick = torch.from_numpy(rng.integers(0, len(self.extra["latents"]), r.text_batch))
             tokens = self.extra["tokens"][pick]
-            loss, beaten = contrastive_loss(model.text, self.matcher, self.extra["latents"][pick], tokens,
-                                            captions.hard_negatives(tokens, rng))
+            negatives = captions.hard_negatives(tokens, rng)
+            loss, beaten = contrastive_loss(model.text, self.matcher, *self._on(self.extra["latents"][pick], tokens,
+                                                                                 negatives))
             self._optimise(loss, trainable, _lr(self.step, r.text_steps, r.text_lr, r.warmup))
             self.step += 1
             # how often the clip's own caption beats the one with its direction reversed (or motion, shape...)
@@ -409,13 +414,14 @@ class Trainer:
         saved = _prefixed(self.extra, "matcher.")
         if saved:
             self.matcher.load_state_dict(saved, strict=True)
+        self.matcher.to(self.device)
         self.extra.update({f"matcher.{k}": v for k, v in self.matcher.state_dict().items()})
 
     # ---- stage 2: text tower + DiT ---------------------------------------------------------------------------
     def _encode_clips(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         clips, scenes = render_clips(rng, count, 4 * (self.recipe.buffer_latents - 1) + 1, self.recipe.size)
         with torch.no_grad():
-            latents = self.model.vae.encode(torch.from_numpy(clips))
+            latents = self.model.vae.encode(torch.from_numpy(clips).to(self.device)).cpu()  # the buffer stays here
         tokens = tokenize([s.caption for s in scenes], self.model.params.text.context_length)
         return latents, tokens
 
@@ -538,7 +544,7 @@ class Trainer:
         while self.step < steps:
             rng, gen = _generator(r, 2, self.step)
             self._refresh_buffer(rng)
-            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._windows(rng, gen, *masks)
+            x0, tokens, sigma, noise, xt, ctx, context_mask, keep = self._on(*self._windows(rng, gen, *masks))
             text, mask = model.text(tokens)
             v = model.dit(xt, sigma, text, mask, ctx, context_mask)
             loss = self._dit_loss(v, x0, noise, xt, sigma, keep)
@@ -611,12 +617,14 @@ class Trainer:
                 picks.append(((reshaped != tokens).any(1) & ~context_mask.any(1)).nonzero().squeeze(1))
                 negatives.append(reshaped[picks[1]])
                 margins.append(r.shape_margin)
+            picks = self._on(*picks)
             pick = torch.cat(picks)
+            x0, sigma, noise, xt, ctx, context_mask, keep = self._on(x0, sigma, noise, xt, ctx, context_mask, keep)
 
             def both(t):
                 return torch.cat([t, t[pick]])
 
-            text, mask = model.text(torch.cat([tokens, *negatives]))
+            text, mask = model.text(torch.cat([tokens, *negatives]).to(self.device))
             v = model.dit(both(xt), both(sigma), text, mask, both(ctx), both(context_mask))
             losses = self._dit_losses(v, both(x0), both(noise), both(xt), both(sigma), both(keep))
             true, wrong = losses[: len(tokens)], losses[len(tokens):].split([len(p) for p in picks])
@@ -663,6 +671,10 @@ class Trainer:
         motion = change / (pairs.sum(dims) * x0.shape[1] * x0.shape[3] * x0.shape[4]).clamp(min=1)
         return velocity + self.recipe.motion_weight * motion
 
+    def _on(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors on the training device (drawn on the CPU)."""
+        return [t.to(self.device) for t in tensors]
+
     def _ema_source(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if n.startswith(("text.", "dit."))}
 
@@ -676,7 +688,7 @@ class Trainer:
         """A quick look with the EMA weights: one window per caption, judged by the checker."""
         model = Run._shippable(self.model, self.ema).eval()
         results = run_eval(model, eval_scenes(seen, held_out), [0], frames=frames, steps=20, guidance=5.0,
-                           sampler="dpmpp_2m", device=torch.device("cpu"), dtype=torch.float32)
+                           sampler="dpmpp_2m", device=self.device, dtype=torch.float32)
         summary = summarise(results)
         self.run.log({"stage": stage, "step": self.step, "eval": summary})
         parts = [f"{g} " + " ".join(f"{a} {summary[g][a]:.0%}" for a in ("colour", "shape", "motion", "background",
@@ -752,9 +764,9 @@ class _Meter:
 
 
 def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None = None,
-          report: Callable[[str], None] = print, stop_after: str | None = None) -> Path | None:
+          report: Callable[[str], None] = print, stop_after: str | None = None, device: str = "cpu") -> Path | None:
     """Runs (or continues) a training run in `out`; returns the exported fp16 checkpoint."""
-    trainer = Trainer(out, recipe, params or ModelParams(), report)
+    trainer = Trainer(out, recipe, params or ModelParams(), report, device)
     if trainer.run.exists():
         if not resume:
             raise UsageError(f"{out} already holds a training run; add --resume to continue it, "
@@ -792,13 +804,14 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
 
 
 
-def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callable[[str], None] = print) -> Path:
+def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callable[[str], None] = print,
+                      device: str = "cpu") -> Path:
     """The refine and direction stages from a stage-2 export alone (an fp16 sora-tiny file): the weights a whole
     run ends with, given that its stage 2 exported exactly this file."""
     shipped, family = load_native(stage2, "cpu", torch.float32)
     if family != "native":
         raise UsageError(f"{stage2} is not a native checkpoint")
-    trainer = Trainer(out, recipe, shipped.params, report)
+    trainer = Trainer(out, recipe, shipped.params, report, device)
     if trainer.run.exists():
         raise UsageError(f"{out} already holds a training run; choose another --out")
     trainer._set_params(replace(shipped.params, dit=replace(shipped.params.dit, anchor=recipe.anchor)))
@@ -811,9 +824,13 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
 
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
                  shape_steps: int | None = None, polish_steps: int | None = None, seed: int, resume: bool,
-                 stage2: Path | None = None) -> Path:
-    """`sora train`: the shipped recipe, with the step counts and seed the user chose."""
+                 stage2: Path | None = None, device: str = "cpu") -> Path:
+    """`sora train`: the shipped recipe, with the step counts, seed and device the user chose."""
     from functools import partial
+
+    from .device import pick_device
+
+    device = pick_device(device)
 
     recipe = Recipe(seed=seed)
     for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps),
@@ -823,5 +840,5 @@ def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, dir
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
             recipe = replace(recipe, **{name: value})
     if stage2 is not None:
-        return train_from_stage2(Path(out), recipe, Path(stage2), report=partial(print, flush=True))
-    return train(Path(out), recipe, resume=resume, report=partial(print, flush=True))
+        return train_from_stage2(Path(out), recipe, Path(stage2), report=partial(print, flush=True), device=device)
+    return train(Path(out), recipe, resume=resume, report=partial(print, flush=True), device=device)

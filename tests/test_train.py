@@ -173,6 +173,9 @@ def test_the_shape_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that
     (["--direction-steps", "-2"], "--direction-steps must be >= 0"),
     (["--shape-steps", "-3"], "--shape-steps must be >= 0"),
     (["--polish-steps", "-4"], "--polish-steps must be >= 0"),
+    (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cuda, mps, cpu"),
+    pytest.param(["--device", "cuda"], "device 'cuda' is not available on this machine; available:",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_training_options_are_one_line_and_exit_2(cli, tmp_path, args, message):
     code, _, stderr = cli("train", "--out", tmp_path / "run", *args)

@@ -99,9 +99,9 @@ def contrastive_loss(text: nn.Module, matcher: ClipMatcher, latents: torch.Tenso
     clips = matcher.embed_clips(latents)
     scale = matcher.logit_scale.exp().clamp(max=100)
     logits = scale * clips @ words[:b].T  # (B, B): clip i against caption j
-    twins = (tokens[:, None] == tokens[None]).all(-1) & ~torch.eye(b, dtype=torch.bool)
+    twins = (tokens[:, None] == tokens[None]).all(-1) & ~torch.eye(b, dtype=torch.bool, device=tokens.device)
     logits = logits.masked_fill(twins, float("-inf"))  # the same caption elsewhere in the batch is no negative
     hard = scale * (clips[:, None] * words[b:].view(b, k, -1)).sum(-1)  # (B, K)
-    target = torch.arange(b)
+    target = torch.arange(b, device=tokens.device)
     loss = (F.cross_entropy(torch.cat([logits, hard], 1), target) + F.cross_entropy(logits.T, target)) / 2
     return loss, (hard < logits.diagonal()[:, None]).detach()
