@@ -118,7 +118,7 @@ class Recipe:
 
 
 DIRECTIONS = (("left", "right"), ("up", "down"))
-# the stages in the order they run; those in Recipe.optional_stages run only when their steps are above 0
+# the stages in the order they run; Recipe.runs says which of them a recipe runs
 STAGES = ("vae", "text", "dit", "refine", "direction", "shape", "polish", "polish_direction", "done")
 
 
