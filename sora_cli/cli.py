@@ -230,6 +230,7 @@ def train(
     direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     shape_steps: Annotated[Optional[int], typer.Option(help="Shape fine-tune steps (stage 4, after stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     polish_steps: Annotated[Optional[int], typer.Option(help="Polish steps: refine again from the stages before, then its direction pass (last; 0: none; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
+    tempo_steps: Annotated[Optional[int], typer.Option(help="Tempo steps: refine once more on the world at twice the frame rate; the model then makes two frames for each it delivers (last; 0: none; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     from_stage2: Annotated[Optional[Path], typer.Option("--from-stage2", help="Skip stages 1 and 2: the stages after them from this stage-2 export (RUN/stage2.safetensors).")] = None,
@@ -240,7 +241,8 @@ def train(
     from .train import run_training
 
     print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps,
-                       shape_steps=shape_steps, polish_steps=polish_steps, seed=seed, resume=resume,
+                       shape_steps=shape_steps, polish_steps=polish_steps, tempo_steps=tempo_steps, seed=seed,
+                       resume=resume,
                        stage2=from_stage2, device=device))
 
 

@@ -31,10 +31,28 @@ def pad_to_rule(frames: np.ndarray, rule: int = 4) -> np.ndarray:
     return np.concatenate([np.repeat(frames[:1], missing, axis=0), frames]) if missing else frames
 
 
+def at_model_rate(frames: np.ndarray, stride: int) -> np.ndarray:
+    """Frames as delivered -> the model's own frames (frame_stride per delivered frame): stride - 1 blends between
+    each two, so frame i stays frame stride * i."""
+    if stride == 1 or len(frames) < 2:
+        return frames
+    a, b = frames[:-1, None].astype(np.float32), frames[1:, None].astype(np.float32)
+    t = (np.arange(1, stride + 1, dtype=np.float32) / stride)[None, :, None, None, None]
+    between = ((1 - t) * a + t * b).reshape(-1, *frames.shape[1:])
+    return np.concatenate([frames[:1], np.round(between).astype(np.uint8)])
+
+
+def source_frames(count: int, stride: int) -> int:
+    """Delivered frames that make `count` of the model's own (at_model_rate)."""
+    return (count - 1 + stride - 1) // stride + 1
+
+
 def extend_guide(model, tail: np.ndarray, job, device, dtype) -> Guide:
     """The video continues the source's last frames: its last `context` latent steps are the first window's
     context, and the decoder reads all of them first so the new frames follow on without a seam."""
-    latents = encode_frames(model, pad_to_rule(tail[-TAIL_FRAMES:]), job, device, dtype)
+    stride = model.params.frame_stride
+    tail = at_model_rate(tail[-source_frames(TAIL_FRAMES, stride) :], stride)[-TAIL_FRAMES:]
+    latents = encode_frames(model, pad_to_rule(tail), job, device, dtype)
     context = model.params.dit.context
     return Guide(before=latents[:, :, -context:], warmup=latents)
 
@@ -61,9 +79,10 @@ def keyframe_guide(model, keyframes: list[tuple[np.ndarray, int, float]], job, d
     return guide
 
 
-def storyboard_shots(verb) -> tuple[Shot, ...]:
-    """Each shot from the latent step holding its first frame."""
-    return tuple(Shot(keyframe_steps(first), s.prompt, s.cut) for s, first in zip(verb.shots, verb.shot_starts()))
+def storyboard_shots(verb, stride: int = 1) -> tuple[Shot, ...]:
+    """Each shot from the latent step holding its first frame (frame_stride of the model's frames apiece)."""
+    return tuple(Shot(keyframe_steps(stride * first), s.prompt, s.cut)
+                 for s, first in zip(verb.shots, verb.shot_starts()))
 
 
 def guide_for(model, verb, job, device, dtype) -> Guide | None:
@@ -73,15 +92,18 @@ def guide_for(model, verb, job, device, dtype) -> Guide | None:
 
     if not verb.names:
         return None
+    stride = model.params.frame_stride  # a delivered frame i is the model's frame stride * i
     if verb.extend:
         guide = extend_guide(model, tail_frames(verb.source.path, TAIL_FRAMES), job, device, dtype)
     else:
-        guide = Guide(shots=storyboard_shots(verb))
+        guide = Guide(shots=storyboard_shots(verb, stride))
     guide.loop = verb.loop
     if verb.strength is not None:  # remix: the source's latents, taken to noise level `strength`
-        guide.source = encode_frames(model, head_frames(verb.source.path, job.generated_frames), job, device, dtype)
+        made = job.generated_frames
+        head = head_frames(verb.source.path, source_frames(made, stride))
+        guide.source = encode_frames(model, at_model_rate(head, stride)[:made], job, device, dtype)
         guide.strength = verb.strength
-    skipped = 1 + LOOP_OVERLAP if verb.loop else 0  # where a loop's cycle starts (pipeline.loop_frames)
-    keyframes = [(np.asarray(load_image(k.image)), k.frame(job.frames, job.fps) + skipped, k.strength)
+    skipped = 1 + stride * LOOP_OVERLAP if verb.loop else 0  # where a loop's cycle starts (pipeline.loop_frames)
+    keyframes = [(np.asarray(load_image(k.image)), stride * k.frame(job.frames, job.fps) + skipped, k.strength)
                  for k in verb.all_keyframes()]
     return keyframe_guide(model, keyframes, job, device, dtype, guide)

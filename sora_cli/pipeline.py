@@ -201,7 +201,8 @@ def latent_windows(model: NativeVideoModel, job: Job, device, dtype, progress: P
                 hold[:, step - first] = 1.0 - strength
         if win.tail:
             at = win.context + win.new
-            skip = 1 + LOOP_OVERLAP // 4  # after the end come the steps after the overlap's (loop_frames)
+            # after the end come the steps after the overlap's (loop_frames; the overlap in the model's frames)
+            skip = 1 + model.params.frame_stride * LOOP_OVERLAP // 4
             ctx[:, :, at : at + win.tail] = head[:, :, skip : skip + win.tail]
             hold[:, at : at + win.tail] = 0.0
         text, mask = texts[win.shot]
@@ -267,8 +268,13 @@ def deliver(pieces, frames: int, progress: Progress | None = None, skip: int = 0
 
 def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progress | None = None,
              guide: Guide | None = None):
-    """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all, decoded as each window's latents arrive."""
+    """Yields uint8 frame chunks (f, H, W, 3), `job.frames` in all, decoded as each window's latents arrive.
+
+    A model with a frame stride makes that many frames for each one delivered (its own frames, at its native
+    size) and every stride-th is kept, then resized; an extension keeps the one a whole frame after the source's
+    last."""
     decoder = model.vae.stream_decoder()
+    stride = model.params.frame_stride
 
     def pieces():
         if guide is not None and guide.warmup is not None:  # the decoder reads the source first, then goes on
@@ -277,11 +283,25 @@ def generate(model: NativeVideoModel, job: Job, device, dtype, progress: Progres
         for latents in latent_windows(model, job, device, dtype, progress, guide):
             for i in range(0, latents.shape[2], 4):  # a few latent steps per decoder pass keeps memory small
                 with torch.inference_mode():
-                    yield resize(decoder(latents[:, :, i : i + 4]), job.height, job.width)
+                    yield decoder(latents[:, :, i : i + 4])
 
+    made = pieces()
     if guide is not None and guide.loop:
-        return deliver(loop_frames(pieces(), job.frames), job.frames, progress)
-    return deliver(pieces(), job.frames, progress)
+        made = loop_frames(made, stride * job.frames, stride * LOOP_OVERLAP)
+    offset = stride - 1 if guide is not None and guide.before is not None else 0
+    kept = (resize(piece, job.height, job.width) for piece in every(made, stride, offset))
+    return deliver(kept, job.frames, progress)
+
+
+def every(pieces, stride: int, offset: int = 0):
+    """Pieces (1, 3, f, h, w) -> frames offset, offset + stride, ... of them all, piece by piece."""
+    index = 0
+    for piece in pieces:
+        first = offset - index if index <= offset else (offset - index) % stride
+        kept = piece[:, :, first::stride]
+        index += piece.shape[2]
+        if kept.shape[2]:
+            yield kept
 
 
 def loop_frames(pieces, frames: int, overlap: int = LOOP_OVERLAP):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.clips import render_clips
+from .data.clips import FPS, render_clips
 from .data.world import SHAPES, VOCABULARY, is_held_out, parse_caption
 from .errors import UsageError
 from .evaluate import eval_scenes, run_eval, summarise
@@ -106,6 +106,13 @@ class Recipe:
     polish_steps: int = 1500
     polish_lr: float = 2e-4
     polish_direction_steps: int = 600
+    # stage "tempo", last: refine's training once more from the export of the stages before, on the world filmed at
+    # tempo_stride times its frame rate: everything moves that much less per latent step, and a fast object keeps
+    # its shape (the bouncing square). The model then makes tempo_stride frames for each it delivers
+    # (ModelParams.frame_stride; docs/sora-tiny.md)
+    tempo_steps: int = 600
+    tempo_lr: float = 2e-4
+    tempo_stride: int = 2
     checkpoint_every: int = 100
     eval_every: int = 500  # 0: no evaluation during training
 
@@ -113,13 +120,17 @@ class Recipe:
         """Whether `stage` is part of this recipe (the optional ones only with steps; polish's direction pass
         with polish)."""
         steps = {"text": self.text_steps, "refine": self.refine_steps, "shape": self.shape_steps,
-                 "polish": self.polish_steps, "polish_direction": self.polish_steps}
+                 "polish": self.polish_steps, "polish_direction": self.polish_steps, "tempo": self.tempo_steps}
         return steps.get(stage, 1) > 0
 
 
 DIRECTIONS = (("left", "right"), ("up", "down"))
 # the stages in the order they run; Recipe.runs says which of them a recipe runs
-STAGES = ("vae", "text", "dit", "refine", "direction", "shape", "polish", "polish_direction", "done")
+STAGES = ("vae", "text", "dit", "refine", "direction", "shape", "polish", "polish_direction", "tempo", "done")
+# the stages that start from the export of the stages before: the file they export first, their steps and rate
+FROM_EXPORT = {"refine": ("stage2.safetensors", "refine_steps", "refine_lr"),
+               "polish": ("stage4.safetensors", "polish_steps", "polish_lr"),
+               "tempo": ("stage5.safetensors", "tempo_steps", "tempo_lr")}
 
 
 def word_tokens(words, context_length: int) -> dict[str, int]:
@@ -419,7 +430,8 @@ class Trainer:
 
     # ---- stage 2: text tower + DiT ---------------------------------------------------------------------------
     def _encode_clips(self, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        clips, scenes = render_clips(rng, count, 4 * (self.recipe.buffer_latents - 1) + 1, self.recipe.size)
+        clips, scenes = render_clips(rng, count, 4 * (self.recipe.buffer_latents - 1) + 1, self.recipe.size,
+                                     fps=FPS * self.model.params.frame_stride)
         with torch.no_grad():
             latents = self.model.vae.encode(torch.from_numpy(clips).to(self.device)).cpu()  # the buffer stays here
         tokens = tokenize([s.caption for s in scenes], self.model.params.text.context_length)
@@ -504,18 +516,19 @@ class Trainer:
         """Teaches the context the verbs and the anchored sampler give: the first step alone (the start is known,
         the way it goes is not), keyframe steps anywhere, a loop's closing steps. It starts from stage 2 exported
         as it would ship (fp16), with a fresh optimizer and a fresh, smaller buffer, so that it is reproducible
-        from a shipped stage-2 file alone; its batches are drawn as stage 2's are. The polish stage runs it again,
-        from the export of the stages before."""
+        from a shipped stage-2 file alone; its batches are drawn as stage 2's are. The polish and tempo stages run
+        it again, from the export of the stages before (tempo on the world filmed at tempo_stride times the frame
+        rate)."""
         r = self.recipe
-        polish = self.stage == "polish"
+        start_file, steps, lr = FROM_EXPORT[self.stage]
         if self.step == 0:  # the model file holds the EMA weights the stage before ended with
-            start = self.export(self.run.out / ("stage4.safetensors" if polish else "stage2.safetensors"))
-            shipped, _ = load_native(start, "cpu", torch.float32)
+            shipped, _ = load_native(self.export(self.run.out / start_file), "cpu", torch.float32)
             self._start_from(shipped)
             self._saved = None
+            if self.stage == "tempo":
+                self._set_params(replace(self.model.params, frame_stride=r.tempo_stride))
             self._fill_buffer(r.refine_buffer)
-        steps, lr = (r.polish_steps, r.polish_lr) if polish else (r.refine_steps, r.refine_lr)
-        self._denoise_stage(steps, lr, r.refine_warmup, r.refine_ema,
+        self._denoise_stage(getattr(r, steps), getattr(r, lr), r.refine_warmup, r.refine_ema,
                             (r.refine_first_context, r.refine_known, r.refine_tail))
 
     def _start_from(self, shipped: NativeVideoModel) -> None:
@@ -730,6 +743,8 @@ class Trainer:
             self.train_refine()
         if self.stage == "polish_direction":
             self.train_direction()
+        if self.stage == "tempo":
+            self.train_refine()
         return self.export()
 
     def export(self, path: Path | None = None) -> Path:
@@ -773,14 +788,18 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                              "or choose another --out")
         trainer.resume()
         steps = ("vae_steps", "text_steps", "dit_steps", "refine_steps", "direction_steps", "shape_steps",
-                 "polish_steps", "polish_direction_steps")
+                 "polish_steps", "polish_direction_steps", "tempo_steps")
         # a stage the run's recipe does not name did not exist when it was started: it ran none of it
         saved = Recipe(**{**dict.fromkeys(steps, 0), **json.loads(trainer._saved_meta["recipe"])})
         if replace(saved, **{k: getattr(recipe, k) for k in steps}) != recipe:
             raise UsageError(f"{out} was started with another recipe; resume it with the same settings")
         if recipe.text_steps != saved.text_steps and trainer.stage not in ("vae", "text"):
             raise UsageError(f"{out} is past the text stage; --text-steps can only change before stage 2")
-        done, polished = trainer.stage == "done", saved.polish_steps > 0
+        done, polished, tempo = trainer.stage == "done", saved.polish_steps > 0, saved.tempo_steps > 0
+        grows = [name for name in ("direction_steps", "shape_steps", "polish_steps", "polish_direction_steps")
+                 if getattr(recipe, name) > getattr(saved, name)]
+        if done and tempo and grows:
+            raise UsageError(f"{out} is past the tempo stage; --{grows[0].replace('_', '-')} can only grow before it")
         if done and recipe.direction_steps > saved.direction_steps:
             if saved.shape_steps or polished:
                 raise UsageError(f"{out} is past the direction stage; --direction-steps can only grow before "
@@ -794,6 +813,8 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
             trainer.stage, trainer.step = "polish", 0  # the polish stage added to a finished run
         elif done and polished and recipe.polish_direction_steps > saved.polish_direction_steps:
             trainer.stage, trainer.step = "polish_direction", saved.polish_direction_steps
+        elif done and recipe.tempo_steps and not tempo:
+            trainer.stage, trainer.step = "tempo", 0  # the tempo stage added to a finished run
         report(f"resuming {out} at {trainer.stage} step {trainer.step}")
     try:
         return trainer.fit(stop_after)
@@ -806,8 +827,9 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
 
 def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callable[[str], None] = print,
                       device: str = "cpu") -> Path:
-    """The refine and direction stages from a stage-2 export alone (an fp16 sora-tiny file): the weights a whole
-    run ends with, given that its stage 2 exported exactly this file."""
+    """The stages after stage 2 from a stage-2 export alone (an fp16 sora-tiny file): the weights a whole run ends
+    with, given that its stage 2 exported exactly this file. A recipe without refine and direction steps starts at
+    the first stage it has steps for (polish or tempo: from the export of the stages before it)."""
     shipped, family = load_native(stage2, "cpu", torch.float32)
     if family != "native":
         raise UsageError(f"{stage2} is not a native checkpoint")
@@ -817,13 +839,16 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
     trainer._set_params(replace(shipped.params, dit=replace(shipped.params.dit, anchor=recipe.anchor)))
     trainer._start_from(shipped)
     trainer.model.vae.eval().requires_grad_(False)
-    trainer.stage, trainer.step = "refine" if recipe.refine_steps else "direction", 0
+    later = ("refine", "direction", "polish", "tempo")
+    trainer.stage = next((s for s in later if getattr(recipe, f"{s}_steps") and recipe.runs(s)), "direction")
+    trainer.step = 0
     trainer.checkpoint()
     return trainer.fit()
 
 
 def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, direction_steps: int | None = None,
-                 shape_steps: int | None = None, polish_steps: int | None = None, seed: int, resume: bool,
+                 shape_steps: int | None = None, polish_steps: int | None = None, tempo_steps: int | None = None,
+                 seed: int, resume: bool,
                  stage2: Path | None = None, device: str = "cpu") -> Path:
     """`sora train`: the shipped recipe, with the step counts, seed and device the user chose."""
     from functools import partial
@@ -834,7 +859,7 @@ def run_training(out: Path, *, vae_steps: int | None, dit_steps: int | None, dir
 
     recipe = Recipe(seed=seed)
     for name, value in (("vae_steps", vae_steps), ("dit_steps", dit_steps), ("direction_steps", direction_steps),
-                        ("shape_steps", shape_steps), ("polish_steps", polish_steps)):
+                        ("shape_steps", shape_steps), ("polish_steps", polish_steps), ("tempo_steps", tempo_steps)):
         if value is not None:
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")

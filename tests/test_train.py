@@ -17,7 +17,7 @@ from .conftest import TINY
 QUICK = Recipe(size=32, vae_steps=80, vae_batch=2, vae_frames=9, vae_lr=5e-4, dit_steps=60, dit_batch=4,
                dit_lr=2e-3, refine_steps=20, refine_lr=1e-3, refine_warmup=2, refine_buffer=6, direction_steps=40,
                direction_lr=2e-3, direction_warmup=2, warmup=2, buffer=8, refresh=1, buffer_latents=5,
-               polish_steps=0, checkpoint_every=20, eval_every=0)
+               polish_steps=0, tempo_steps=0, checkpoint_every=20, eval_every=0)
 SHORT = Recipe(**{**QUICK.__dict__, "vae_steps": 4, "dit_steps": 4, "refine_steps": 4, "direction_steps": 4})
 
 
@@ -75,10 +75,10 @@ def test_the_shape_stage_contrasts_each_caption_with_another_shape_never_a_held_
     assert torch.equal(swapped[-1], tokens[-1])  # a dropped caption stays dropped
 
 
-@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction", "shape", "polish", "polish_direction"])
+@pytest.mark.parametrize("stop_in", ["dit", "refine", "direction", "shape", "polish", "polish_direction", "tempo"])
 def test_a_stopped_run_resumes_to_the_same_weights_as_one_that_never_stopped(tmp_path, monkeypatch, stop_in):
     recipe = replace(SHORT, shape_steps=4, polish_steps=4, polish_lr=1e-3, polish_direction_steps=4,
-                     checkpoint_every=2)
+                     tempo_steps=4, tempo_lr=1e-3, checkpoint_every=2)
     train(tmp_path / "straight", recipe, resume=False, params=TINY, report=lambda _: None)
 
     real_save = training.Run.save
@@ -140,6 +140,53 @@ def test_the_polish_stage_added_to_a_finished_run_gives_the_weights_of_a_run_tha
         train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
 
 
+def test_the_tempo_stage_from_the_export_of_the_stages_before_gives_the_weights_of_the_whole_run(tmp_path):
+    """How the shipped weights were made (docs/sora-tiny.md): the tempo stage on the five stages' export alone."""
+    from sora_cli.train import train_from_stage2
+    from sora_cli.weights import load_native
+
+    whole = replace(SHORT, polish_steps=2, polish_lr=2e-3, polish_direction_steps=2, tempo_steps=5, tempo_lr=2e-3)
+    train(tmp_path / "whole", whole, resume=False, params=TINY, report=lambda _: None)
+    five = train(tmp_path / "five", replace(whole, tempo_steps=0), resume=False, params=TINY, report=lambda _: None)
+    train_from_stage2(tmp_path / "again", replace(whole, refine_steps=0, direction_steps=0, polish_steps=0), five,
+                      report=lambda _: None)
+    a = load_file(str(tmp_path / "whole" / "sora-tiny.safetensors"))
+    b = load_file(str(tmp_path / "again" / "sora-tiny.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(losses(tmp_path / "again", "tempo", "loss")) == 1 and not losses(tmp_path / "again", "refine", "loss")
+    assert not all(torch.equal(a[k], v) for k, v in load_file(str(five)).items())  # it changed the weights
+    # the model it ships makes two frames for each it delivers; the one before it, one
+    strides = [load_native(f, "cpu", torch.float32)[0].params.frame_stride
+               for f in (tmp_path / "whole" / "sora-tiny.safetensors", five)]
+    assert strides == [2, 1]
+
+
+def test_the_tempo_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that_had_it(tmp_path):
+    with_it = replace(SHORT, tempo_steps=4, tempo_lr=1e-3)
+    assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "tempo")
+    with pytest.raises(Exception, match="past the tempo stage; --direction-steps can only grow before it"):
+        train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_trains_on_the_batches_the_cpu_run_draws(tmp_path):
+    """--device cuda: every stage runs there, on the CPU run's batches (so its losses are the CPU run's, up to the
+    GPU's arithmetic), and exports a file sora loads."""
+    from sora_cli.weights import load_native
+
+    recipe = replace(SHORT, shape_steps=2, polish_steps=2, polish_lr=1e-3, polish_direction_steps=2, tempo_steps=2,
+                     tempo_lr=1e-3)
+    train(tmp_path / "cpu", recipe, resume=False, params=TINY, report=lambda _: None)
+    exported = train(tmp_path / "cuda", recipe, resume=False, params=TINY, report=lambda _: None, device="cuda")
+    for stage, key in (("vae", "l1"), ("dit", "loss"), ("refine", "loss"), ("direction", "loss"),
+                       ("shape", "loss"), ("polish", "loss"), ("tempo", "loss")):
+        cpu, cuda = losses(tmp_path / "cpu", stage, key), losses(tmp_path / "cuda", stage, key)
+        assert cpu and len(cpu) == len(cuda), stage
+        assert all(abs(a - b) <= 0.05 * abs(a) + 1e-4 for a, b in zip(cpu, cuda)), (stage, cpu, cuda)
+    model, family = load_native(exported, "cpu", torch.float32)
+    assert family == "native" and model.params.frame_stride == 2
+
+
 def assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it: Recipe, stage: str) -> None:
     """A run finished without `stage`, then resumed with it, ends as a run that had it from the start."""
     train(tmp_path / "straight", with_it, resume=False, params=TINY, report=lambda _: None)
@@ -173,6 +220,7 @@ def test_the_shape_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that
     (["--direction-steps", "-2"], "--direction-steps must be >= 0"),
     (["--shape-steps", "-3"], "--shape-steps must be >= 0"),
     (["--polish-steps", "-4"], "--polish-steps must be >= 0"),
+    (["--tempo-steps", "-1"], "--tempo-steps must be >= 0"),
     (["--device", "tpu"], "unknown device 'tpu'; valid: auto, cuda, mps, cpu"),
     pytest.param(["--device", "cuda"], "device 'cuda' is not available on this machine; available:",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),

@@ -29,8 +29,10 @@ class NativeVideoModel(nn.Module):
         return self.params.vae.temporal_factor
 
     def frame_count(self, frames: int) -> int:
-        """The smallest count >= frames that the VAE's 4k+1 rule allows."""
-        return frames + (-(frames - 1)) % self.temporal_factor
+        """The frames it makes to deliver `frames`: frame_stride for each after the first, rounded up to the VAE's
+        4k+1 rule."""
+        made = self.params.frame_stride * (frames - 1) + 1
+        return made + (-(made - 1)) % self.temporal_factor
 
     def encode_text(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.text.token_embedding.weight.device

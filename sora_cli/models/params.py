@@ -68,6 +68,9 @@ class ModelParams:
     vae: VAEParams = field(default_factory=VAEParams)
     dit: DiTParams = field(default_factory=DiTParams)
     native_size: int = 64  # the shorter side it renders at; outputs are resized from there
+    # frames it makes for each frame it delivers (it keeps every frame_stride-th): a model trained on the world at
+    # that many times the frame rate, where everything moves that much less per latent step
+    frame_stride: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,4 +92,5 @@ class ModelParams:
             vae=build(VAEParams, data.get("vae", {})),
             dit=build(DiTParams, data.get("dit", {})),
             native_size=data.get("native_size", cls.native_size),
+            frame_stride=data.get("frame_stride", cls.frame_stride),
         )
