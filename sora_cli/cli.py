@@ -229,7 +229,7 @@ def train(
     dit_steps: Annotated[Optional[int], typer.Option(help="Text tower + DiT steps (stage 2) [default: the shipped recipe's].")] = None,
     direction_steps: Annotated[Optional[int], typer.Option(help="Motion-direction fine-tune steps (stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     shape_steps: Annotated[Optional[int], typer.Option(help="Shape fine-tune steps (stage 4, after stage 3; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
-    polish_steps: Annotated[Optional[int], typer.Option(help="Polish steps: refine again from the stages before, then its direction pass (last; 0: none; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
+    polish_steps: Annotated[Optional[int], typer.Option(help="Polish steps: refine again from the stages before, then its direction pass (before tempo; 0: none; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     tempo_steps: Annotated[Optional[int], typer.Option(help="Tempo steps: refine once more on the world at twice the frame rate; the model then makes two frames for each it delivers (last; 0: none; adds to a finished run with --resume) [default: the shipped recipe's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed and steps give the same weights.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
