@@ -23,7 +23,7 @@ dev: $(VENV)/.dev-installed
 demo: install
 	$(BIN)/sora generate "$(DEMO_PROMPT)" --seed 0 -o out/demo.mp4 --contact-sheet --overwrite
 
-# Trains sora-tiny from scratch (about 3 h on 2 CPU cores; stop it any time, run it again to continue)
+# Trains sora-tiny from scratch (about 3-4 h on 2 CPU cores; stop it any time, run it again to continue)
 # and installs the result as the packaged weights. TRAIN_DEVICE=cuda trains on a GPU: the same batches, other bits.
 TRAIN_DEVICE ?= cpu
 model: install
