@@ -242,8 +242,7 @@ def train(
 
     print(run_training(out, vae_steps=vae_steps, dit_steps=dit_steps, direction_steps=direction_steps,
                        shape_steps=shape_steps, polish_steps=polish_steps, tempo_steps=tempo_steps, seed=seed,
-                       resume=resume,
-                       stage2=from_stage2, device=device))
+                       resume=resume, stage2=from_stage2, device=device))
 
 
 @app.command("eval")

@@ -840,7 +840,7 @@ def train_from_stage2(out: Path, recipe: Recipe, stage2: Path, *, report: Callab
     trainer._start_from(shipped)
     trainer.model.vae.eval().requires_grad_(False)
     later = ("refine", "direction", "polish", "tempo")
-    trainer.stage = next((s for s in later if getattr(recipe, f"{s}_steps") and recipe.runs(s)), "direction")
+    trainer.stage = next((s for s in later if getattr(recipe, f"{s}_steps")), "direction")
     trainer.step = 0
     trainer.checkpoint()
     return trainer.fit()
