@@ -22,7 +22,7 @@ start = time.perf_counter()
 atexit.register(lambda: print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                            "seconds": time.perf_counter() - start}), file=sys.stderr))
 from sora_cli.cli import main
-main(sys.argv[1:])
+main()  # as the console script runs it (argv from sys.argv)
 """
 
 

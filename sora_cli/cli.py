@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect as pyinspect
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -374,7 +377,26 @@ def main(argv: list[str] | None = None) -> None:
             raise
         else:  # a failure while running: one line
             code = _fail(f"{type(exc).__name__}: {exc}", 1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if argv is None:  # the console script: this process ends here
+        _end_process(code)
+    sys.exit(code)
+
+
+def _end_process(code: int) -> None:
+    """Ends the process without the interpreter's teardown once torch is loaded: freeing every object it made costs
+    about 0.4 s of each render on a 2-core machine and does nothing a closed file needs. Exit handlers run and the
+    streams are flushed first; while a non-daemon thread still runs, the normal way out waits for it."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "torch" not in sys.modules or others:
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what sys.exit would run: temporary folders removed, child processes ended
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`sora ... | head`) has nothing left to take
+            pass
+    os._exit(code)
 
 
 def _fail(message: str, code: int) -> int:

@@ -1,5 +1,6 @@
 """Fast start: --help and presets list never import torch; the console script and docs stay in step."""
 
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,30 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", file=sys.stder
 def test_help_and_presets_do_not_import_torch(args):
     done = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True)
     assert done.stderr.strip().endswith("NO_TORCH"), done.stderr
+
+# the console script's way in (argv from sys.argv), in a process that has loaded torch: it ends without the
+# interpreter's teardown, which must still leave exit handlers run and piped output whole
+ENDS = """
+import atexit, sys
+import torch
+atexit.register(lambda: print("EXIT HANDLER RAN", file=sys.stderr))
+from sora_cli.cli import main
+sys.argv = ["sora", *{args!r}]
+main()
+print("NOT REACHED", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("args", "code"), [(["presets", "list"], 0), (["generate", "x", "--frames", "-3"], 2)])
+def test_the_console_entry_ends_the_process_with_its_code_output_whole_and_exit_handlers_run(args, code):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # piped stdout is block-buffered
+    done = subprocess.run([sys.executable, "-c", ENDS.format(args=args)], capture_output=True, text=True, env=env)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.splitlines()[-1] == "EXIT HANDLER RAN" and "NOT REACHED" not in done.stderr
+    if code == 0:
+        assert done.stdout.splitlines() == sora_process("presets", "list").stdout.splitlines()
+    else:
+        assert done.stderr.splitlines()[0].startswith("sora: error: --frames")
 
 
 def test_console_script_starts_and_lists_presets():
