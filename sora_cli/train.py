@@ -800,6 +800,10 @@ def train(out: Path, recipe: Recipe, *, resume: bool, params: ModelParams | None
                  if getattr(recipe, name) > getattr(saved, name)]
         if done and tempo and grows:
             raise UsageError(f"{out} is past the tempo stage; --{grows[0].replace('_', '-')} can only grow before it")
+        for name, ran in (("polish_steps", polished), ("tempo_steps", tempo)):  # the last stages, once finished
+            if done and ran and getattr(recipe, name) != getattr(saved, name):
+                raise UsageError(f"{out} finished its {name.split('_')[0]} stage with {getattr(saved, name)} steps; "
+                                 f"--{name.replace('_', '-')} cannot change it now (train into another --out)")
         if done and recipe.direction_steps > saved.direction_steps:
             if saved.shape_steps or polished:
                 raise UsageError(f"{out} is past the direction stage; --direction-steps can only grow before "

@@ -138,6 +138,8 @@ def test_the_polish_stage_added_to_a_finished_run_gives_the_weights_of_a_run_tha
     assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "polish")
     with pytest.raises(Exception, match="past the direction stage"):
         train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
+    with pytest.raises(Exception, match="finished its polish stage with 4 steps; --polish-steps cannot change it"):
+        train(tmp_path / "added", replace(with_it, polish_steps=8), resume=True, params=TINY, report=lambda _: None)
 
 
 def test_the_tempo_stage_from_the_export_of_the_stages_before_gives_the_weights_of_the_whole_run(tmp_path):
@@ -166,6 +168,10 @@ def test_the_tempo_stage_added_to_a_finished_run_gives_the_weights_of_a_run_that
     assert_added_stage_gives_the_weights_of_a_run_that_had_it(tmp_path, with_it, "tempo")
     with pytest.raises(Exception, match="past the tempo stage; --direction-steps can only grow before it"):
         train(tmp_path / "added", replace(with_it, direction_steps=6), resume=True, params=TINY, report=lambda _: None)
+    for steps in (8, 2, 0):  # a finished stage's length is what it was: neither continued nor silently kept
+        with pytest.raises(Exception, match="finished its tempo stage with 4 steps; --tempo-steps cannot change it"):
+            train(tmp_path / "added", replace(with_it, tempo_steps=steps), resume=True, params=TINY,
+                  report=lambda _: None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
