@@ -55,7 +55,10 @@ def load_native(path: Path, device, dtype):
 
     path = checkpoint_file(path)
     meta = read_metadata(path)
-    params = ModelParams.from_dict(json.loads(meta["params"]))
+    try:
+        params = ModelParams.from_dict(json.loads(meta["params"]))
+    except (ValueError, TypeError, KeyError) as exc:  # a file written by hand or by another tool
+        raise UsageError(f"{path} has a config sora cannot build: {exc}") from None
     model = build_model(params, "meta")
     try:
         state = load_file(str(path), device=str(device))

@@ -49,6 +49,28 @@ def test_bad_input_is_one_line_exit_2_and_no_file(cli, tmp_path, args, message):
     assert sorted(tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"frame_stride": 0}, "frame_stride must be a positive whole number, got 0"),
+    ({"native_size": 2.5}, "native_size must be a positive whole number, got 2.5"),
+    ({"colour_depth": 8}, "unknown ModelParams keys ['colour_depth']"),
+])
+def test_a_checkpoint_whose_config_cannot_be_built_is_one_line_naming_it(cli, tmp_path, tiny_checkpoint, change,
+                                                                        message):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(tiny_checkpoint, framework="pt") as f:
+        meta = f.metadata()
+    meta["params"] = json.dumps({**json.loads(meta["params"]), **change})
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(tiny_checkpoint), str(bad), metadata=meta)
+    code, stdout, stderr = cli("generate", "x", "--model", bad, "--frames", 2, "-o", tmp_path / "v.mp4", "-q")
+    assert code == 2 and stderr == f"sora: error: {bad} has a config sora cannot build: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.safetensors"]
+
+
 def test_a_full_disk_exits_1_with_one_line_and_no_partial_file(cli, tmp_path, tiny_checkpoint, monkeypatch):
     from sora_cli import video
 

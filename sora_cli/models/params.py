@@ -87,6 +87,10 @@ class ModelParams:
         unknown = set(data) - {f for f in cls.__dataclass_fields__}
         if unknown:
             raise ValueError(f"unknown ModelParams keys {sorted(unknown)}")
+        for name in ("native_size", "frame_stride"):  # whole frames and pixels: 0 or 2.5 would fail mid-render
+            value = data.get(name, getattr(cls, name))
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
         return cls(
             text=build(TextParams, data.get("text", {})),
             vae=build(VAEParams, data.get("vae", {})),
