@@ -52,6 +52,15 @@ def test_the_console_entry_ends_the_process_with_its_code_output_whole_and_exit_
         assert done.stderr.splitlines()[0].startswith("sora: error: --frames")
 
 
+def test_the_collector_is_back_on_after_the_backend_that_loaded_torch():
+    """torch loads with the collector off (start-up time); it must be on again for the render itself."""
+    probe = ("import gc, sys; from sora_cli.backends import load_backend; "
+             "load_backend('sora-tiny', device='cpu', dtype='float32', compile=False); "
+             "print('torch' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+
+
 def test_console_script_starts_and_lists_presets():
     done = sora_process("presets", "list")
     assert done.returncode == 0
