@@ -13,13 +13,29 @@ FORMAT = "sora-native/1"
 
 def save_checkpoint(model, path: Path, *, family: str, dtype=None) -> None:
     """Writes every parameter (optionally cast) plus {"format", "family", "params"} metadata, atomically."""
-    from safetensors.torch import save_file
-
     tensors = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": FORMAT, "family": family, "params": json.dumps(model.params.to_dict())}
-    path = Path(path)
+    write_safetensors(tensors, Path(path), metadata)
+
+
+def write_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
+    """A safetensors file whose bytes depend only on its tensors and metadata, written atomically.
+
+    safetensors writes the metadata in a hash map's order, which changes from one call to the next, so the same
+    weights made two files with different bytes; the header is written again here with its metadata sorted."""
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    canonical = json.dumps(header, separators=(",", ":")).encode()
+    canonical += b" " * (-len(canonical) % 8)  # the data stays 8-byte aligned, as safetensors keeps it
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
+    with open(tmp, "wb") as f:
+        f.write(len(canonical).to_bytes(8, "little"))
+        f.write(canonical)
+        f.write(memoryview(blob)[8 + size:])
     tmp.replace(path)
 
 

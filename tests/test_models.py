@@ -97,6 +97,19 @@ def test_checkpoint_round_trip_is_exact_and_built_on_meta(tmp_path, model):
         torch.testing.assert_close(loaded.encode_text(["a red circle"])[0], model.encode_text(["a red circle"])[0])
 
 
+def test_the_same_weights_make_the_same_bytes(tmp_path, model):
+    # safetensors orders the metadata by a hash map that changes from one save to the next; a reproduced
+    # training run must give the shipped file byte for byte (its checksum, `git status` after `make model`)
+    saved = set()
+    for i in range(6):
+        save_checkpoint(model, tmp_path / f"m{i}.safetensors", family="native")
+        saved.add((tmp_path / f"m{i}.safetensors").read_bytes())
+    assert len(saved) == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # written to a temporary file, then renamed
+    loaded, _ = load_native(tmp_path / "m0.safetensors", "cpu", torch.float32)
+    assert loaded.params == model.params
+
+
 def test_text_states_are_causal_each_token_sees_only_those_before_it(model):
     with torch.no_grad():
         short, _ = model.encode_text(["a red circle"])
